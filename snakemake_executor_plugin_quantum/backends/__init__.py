@@ -1,0 +1,54 @@
+"""Backends behind the one resource contract (``base.QuantumResource``).
+
+``open_resource`` imports a backend only when asked for it: the vQPU client must not
+pay for qiskit or pulser, and the qrmi adapter needs an optional extra.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from ..resources.types import AER, PULSER, QRMI_TYPES, VQPU
+from .base import QuantumResource, ResourceStatus, TaskStatus
+
+if TYPE_CHECKING:
+    from ..payloads.model import Limits
+
+__all__ = ["QuantumResource", "ResourceStatus", "TaskStatus", "open_resource", "limits_from_settings"]
+
+
+def limits_from_settings(settings: dict[str, str]) -> Limits:
+    from ..payloads.model import Limits
+
+    value = settings.get("QRMI_MAX_SHOTS")
+    if value in (None, ""):
+        return Limits()
+    try:
+        max_shots = int(value)
+    except ValueError:
+        raise ConfigError(f"QRMI_MAX_SHOTS={value!r} must be an integer") from None
+    if max_shots < 1:
+        raise ConfigError(f"QRMI_MAX_SHOTS={value!r} must be at least 1")
+    return Limits(max_shots=max_shots)
+
+
+def open_resource(name: str, resource_type: str, settings: dict[str, str], lanes: int = 1) -> QuantumResource:
+    """A ready resource object for ``name`` of ``resource_type`` with its QRMI_* settings."""
+    if resource_type == VQPU:
+        from .vqpu import VQPUClient
+
+        return VQPUClient(name, settings)
+    if resource_type == AER:
+        from .aer import AerResource
+
+        return AerResource(name, settings, limits_from_settings(settings), lanes)
+    if resource_type == PULSER:
+        from .pulser import PulserResource
+
+        return PulserResource(name, settings, limits_from_settings(settings), lanes)
+    if resource_type in QRMI_TYPES:
+        from .qrmi import QRMIResource
+
+        return QRMIResource(name, resource_type, settings)
+    raise ConfigError(f"resource '{name}' has unknown type {resource_type!r}")

@@ -1,0 +1,103 @@
+"""The one resource contract every backend implements (QRMI semantics).
+
+A resource is a named quantum device or simulator. Work goes through it as tasks:
+``acquire`` once, ``task_start`` a payload, poll ``task_status``, read ``task_result``,
+``release`` at the end. The calls block, as in QRMI, so the same code drives a local
+simulator, a vQPU over HTTP and a cloud QPU through the ``qrmi`` package.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+from ..errors import TaskTimeoutError
+
+
+class TaskStatus(str, enum.Enum):
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+class ResourceStatus(str, enum.Enum):
+    ONLINE = "Online"
+    OFFLINE = "Offline"
+    PAUSED = "Paused"
+
+
+class QuantumResource(ABC):
+    """A named quantum resource. Payloads and results are plain JSON-compatible dicts."""
+
+    def __init__(self, resource_id: str, resource_type: str):
+        self.resource_id = resource_id
+        self.resource_type = resource_type
+
+    def status(self) -> ResourceStatus:
+        return ResourceStatus.ONLINE
+
+    @abstractmethod
+    def acquire(self) -> str:
+        """Reserve the resource for this job; returns the acquisition token."""
+
+    @abstractmethod
+    def release(self, token: str) -> None: ...
+
+    @abstractmethod
+    def task_start(self, payload: dict[str, Any]) -> str:
+        """Validate and queue a payload; returns the task id. Bad payloads raise PayloadError."""
+
+    @abstractmethod
+    def task_stop(self, task_id: str) -> None:
+        """Cancel the task if it is queued or running; no-op once it has finished."""
+
+    @abstractmethod
+    def task_status(self, task_id: str) -> TaskStatus: ...
+
+    @abstractmethod
+    def task_result(self, task_id: str) -> dict[str, Any]:
+        """The result document of a Completed task (see docs/results.md)."""
+
+    @abstractmethod
+    def task_logs(self, task_id: str) -> str: ...
+
+    @abstractmethod
+    def target(self) -> dict[str, Any]:
+        """What the resource can run: qubits or atoms, instructions, limits."""
+
+    @abstractmethod
+    def metadata(self) -> dict[str, Any]: ...
+
+    def close(self) -> None:
+        """Free local state (threads, connections). The resource object is unusable after."""
+
+    def wait_result(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Block until the task finishes; its result, or TaskFailedError saying why not."""
+        self.wait(task_id, timeout)
+        return self.task_result(task_id)
+
+    def wait(
+        self, task_id: str, timeout: float | None = None, poll: tuple[float, float] = (0.005, 1.0)
+    ) -> TaskStatus:
+        """Block until the task finishes, polling with exponential back-off.
+
+        Backends with a cheaper way to wait (a future, a long-poll) override this.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay, max_delay = poll
+        while True:
+            status = self.task_status(task_id)
+            if status.finished:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TaskTimeoutError(f"task {task_id} on {self.resource_id} did not finish within {timeout:g} s")
+            time.sleep(delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, max_delay)

@@ -1,0 +1,219 @@
+"""Tasks on an in-process engine: lanes, a bounded queue, bounded memory.
+
+The Aer and Pulser backends are this class with an engine; the vQPU service serves the
+very same object over HTTP. Payloads are validated in ``task_start`` (so a bad one is an
+error there, not a Failed task later), then run on one of ``lanes`` worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import PayloadError, QuantumError, ResourceUnavailableError, TaskFailedError, TaskTimeoutError
+from ..payloads import results
+from ..payloads.model import Limits, PrimitiveTask, PulserTask
+from ..payloads.parse import parse_payload
+from .base import QuantumResource, TaskStatus
+
+log = logging.getLogger(__name__)
+
+
+class UnknownTaskError(QuantumError):
+    exit_code = 2
+
+
+@dataclass
+class _Task:
+    id: str
+    program: str
+    submitted: float
+    status: TaskStatus = TaskStatus.QUEUED
+    started: float | None = None
+    finished: float | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    logs: list[str] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    future: Future | None = None
+
+    def log(self, message: str) -> None:
+        self.logs.append(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}")
+
+
+class LocalResource(QuantumResource):
+    def __init__(
+        self,
+        resource_id: str,
+        resource_type: str,
+        engine: Any,
+        limits: Limits = Limits(),
+        lanes: int = 1,
+        max_queued: int = 4096,
+        keep_finished: int = 4096,
+    ):
+        super().__init__(resource_id, resource_type)
+        self.engine = engine
+        self.limits = limits
+        self.lanes = lanes
+        self.max_queued = max_queued
+        self.keep_finished = keep_finished
+        self._pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix=f"{resource_id}-lane")
+        self._tasks: OrderedDict[str, _Task] = OrderedDict()
+        self._finished_ids: OrderedDict[str, None] = OrderedDict()
+        self._tokens: set[str] = set()
+        self._lock = threading.Lock()
+        self._queued = 0
+        self.counters = {"started": 0, "completed": 0, "failed": 0, "cancelled": 0, "rejected": 0}
+
+    # ---------------------------------------------------------------- contract
+
+    def acquire(self) -> str:
+        token = uuid.uuid4().hex
+        with self._lock:
+            self._tokens.add(token)
+        return token
+
+    def release(self, token: str) -> None:
+        with self._lock:
+            self._tokens.discard(token)
+
+    def task_start(self, payload: dict[str, Any]) -> str:
+        try:
+            task = parse_payload(payload, self.limits)
+            self._check_program(task)
+            self.engine.check(task)
+        except QuantumError:
+            with self._lock:
+                self.counters["rejected"] += 1
+            raise
+        record = _Task(uuid.uuid4().hex, task.program, time.time())
+        with self._lock:
+            if self._queued >= self.max_queued:
+                self.counters["rejected"] += 1
+                raise ResourceUnavailableError(f"{self.resource_id}: {self._queued} tasks queued, the limit is {self.max_queued}; retry later")
+            self._queued += 1
+            self._tasks[record.id] = record
+            self.counters["started"] += 1
+        record.log(f"queued {task.program} task on {self.resource_id}")
+        for option in getattr(task, "ignored_options", ()):
+            record.log(f"option '{option}' applies to hardware only and was ignored by the simulator")
+        record.future = self._pool.submit(self._run, record, task)
+        return record.id
+
+    def task_stop(self, task_id: str) -> None:
+        record = self._get(task_id)
+        with self._lock:
+            if record.status.finished:
+                return
+            if record.future is not None and record.future.cancel():
+                self._queued -= 1
+                self._finish_locked(record, TaskStatus.CANCELLED, error="cancelled before it started")
+                return
+            # Running: a simulation cannot be interrupted, but its result is never delivered.
+            record.status = TaskStatus.CANCELLED
+            record.log("cancel requested while running; the result will be discarded")
+
+    def task_status(self, task_id: str) -> TaskStatus:
+        return self._get(task_id).status
+
+    def task_result(self, task_id: str) -> dict[str, Any]:
+        record = self._get(task_id)
+        if record.status is TaskStatus.COMPLETED and record.result is not None:
+            return record.result
+        if record.status.finished:
+            raise TaskFailedError(f"task {task_id} {record.status.value.lower()}: {record.error or 'no result'}")
+        raise ResourceUnavailableError(f"task {task_id} is {record.status.value}; wait for it to finish")
+
+    def task_logs(self, task_id: str) -> str:
+        return "\n".join(self._get(task_id).logs)
+
+    def target(self) -> dict[str, Any]:
+        return self.engine.target()
+
+    def metadata(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "resource": self.resource_id,
+                "type": self.resource_type,
+                "engine": self.engine.engine,
+                "lanes": self.lanes,
+                "queued": self._queued,
+                "tasks_kept": len(self._tasks),
+                **self.counters,
+            }
+
+    def wait(self, task_id: str, timeout: float | None = None, poll: tuple[float, float] = (0, 0)) -> TaskStatus:
+        record = self._get(task_id)
+        if not record.done.wait(timeout):
+            raise TaskTimeoutError(f"task {task_id} on {self.resource_id} did not finish within {timeout:g} s")
+        return record.status
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ---------------------------------------------------------------- internals
+
+    def _check_program(self, task: PrimitiveTask | PulserTask) -> None:
+        wanted = "pulser" if isinstance(task, PulserTask) else "primitive"
+        has = "pulser" if self.engine.engine == "pulser" else "primitive"
+        if wanted != has:
+            kind = "a Pulser sequence" if wanted == "pulser" else "a Qiskit primitive payload"
+            raise PayloadError(f"{self.resource_id} ({self.engine.engine} engine) cannot run {kind}")
+
+    def _get(self, task_id: str) -> _Task:
+        with self._lock:
+            record = self._tasks.get(task_id)
+        if record is None:
+            raise UnknownTaskError(f"no task {task_id} on {self.resource_id} (unknown, or finished long ago and forgotten)")
+        return record
+
+    def _run(self, record: _Task, task: PrimitiveTask | PulserTask) -> None:
+        with self._lock:
+            self._queued -= 1
+            if record.status.finished:
+                return
+            record.status = TaskStatus.RUNNING
+            record.started = time.time()
+        record.log(f"running on {threading.current_thread().name}")
+        try:
+            body, metadata = self.engine.run(task)
+        except QuantumError as exc:
+            self._finish(record, TaskStatus.FAILED, error=str(exc))
+            return
+        except Exception as exc:  # an engine bug must fail the task, not kill the lane
+            log.exception("task %s failed unexpectedly", record.id)
+            self._finish(record, TaskStatus.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+            return
+        metadata["queued_seconds"] = round((record.started or record.submitted) - record.submitted, 6)
+        doc = results.document(task.program, (self.resource_id, self.resource_type), body, metadata, task_id=record.id)
+        with self._lock:
+            if record.status is TaskStatus.CANCELLED:
+                self._finish_locked(record, TaskStatus.CANCELLED, error="cancelled while running")
+                return
+            record.result = doc
+            self._finish_locked(record, TaskStatus.COMPLETED)
+
+    def _finish(self, record: _Task, status: TaskStatus, error: str | None = None) -> None:
+        with self._lock:
+            self._finish_locked(record, status, error)
+
+    def _finish_locked(self, record: _Task, status: TaskStatus, error: str | None = None) -> None:
+        record.status = status
+        record.error = error
+        record.finished = time.time()
+        record.future = None
+        self.counters[{"Completed": "completed", "Failed": "failed", "Cancelled": "cancelled"}[status.value]] += 1
+        record.log(f"{status.value.lower()}" + (f": {error}" if error else ""))
+        record.done.set()
+        # Keep memory bounded under any load: forget the oldest finished tasks.
+        self._finished_ids[record.id] = None
+        while len(self._finished_ids) > self.keep_finished:
+            old, _ = self._finished_ids.popitem(last=False)
+            self._tasks.pop(old, None)

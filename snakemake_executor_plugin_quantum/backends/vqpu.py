@@ -1,0 +1,164 @@
+"""The ``vqpu`` resource type: a client of a warm vQPU service.
+
+This is the per-job path (``qrun`` in every rule), so it imports no qiskit, no pulser,
+no numpy: JSON over one keep-alive HTTP connection. It finds the service through its
+event file and fails fast, with the reason, when the service is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import quote
+
+from ..errors import PayloadError, QuantumError, ResourceUnavailableError, TaskFailedError, TaskTimeoutError
+from ..resources.types import VQPU
+from ..vqpu.events import VQPUEvent, default_event_dir, event_path, wait_for_event
+from ..vqpu.wire import JSONConnection, WireError
+from .base import QuantumResource, TaskStatus
+
+LONG_POLL_SECONDS = 30.0
+BUSY_RETRIES = 8
+
+
+class VQPUClient(QuantumResource):
+    def __init__(self, resource_id: str, settings: dict[str, str], connect_timeout: float | None = None):
+        super().__init__(resource_id, VQPU)
+        self.event_file = settings.get("QRMI_VQPU_EVENT_FILE") or event_path(
+            settings.get("QRMI_VQPU_EVENT_DIR") or default_event_dir(), resource_id
+        )
+        wait = settings.get("QRMI_VQPU_WAIT_SECONDS") or "30"
+        try:
+            self.ready_timeout = float(wait) if connect_timeout is None else connect_timeout
+        except ValueError:
+            raise QuantumError(f"QRMI_VQPU_WAIT_SECONDS={wait!r} must be a number of seconds") from None
+        self._event: VQPUEvent | None = None
+        self._conn: JSONConnection | None = None
+
+    # ------------------------------------------------------------ connection
+
+    @property
+    def event(self) -> VQPUEvent:
+        if self._event is None:
+            self._event = wait_for_event(self.event_file, self.ready_timeout)
+        return self._event
+
+    def _connection(self) -> JSONConnection:
+        if self._conn is None:
+            event = self.event
+            self._conn = JSONConnection(event.host, event.port, timeout=LONG_POLL_SECONDS + 30)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        delay = 0.05
+        for attempt in range(BUSY_RETRIES + 1):
+            status, payload = self._send(method, path, data)
+            if status != 503 or attempt == BUSY_RETRIES:
+                return status, payload
+            time.sleep(delay)  # queue full: back off and retry
+            delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    def _send(self, method: str, path: str, data: bytes | None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.event.token}", "Content-Type": "application/json"}
+        try:
+            status, raw = self._connection().request(method, path, data, headers)
+        except WireError as exc:
+            self.close()
+            raise ResourceUnavailableError(self._diagnose(exc)) from None
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            raise ResourceUnavailableError(f"vQPU '{self.resource_id}' sent a malformed reply (HTTP {status})") from None
+
+    def _diagnose(self, exc: BaseException) -> str:
+        event = self._event
+        where = f"{event.host}:{event.port}" if event else self.event_file
+        alive = event.process_alive() if event else None
+        if alive is False:
+            return f"vQPU '{self.resource_id}' is gone: its process {event.pid} exited ({where} refused the connection)"  # type: ignore[union-attr]
+        return f"vQPU '{self.resource_id}' at {where} is not answering: {exc}"
+
+    def _check(self, status: int, payload: Any, what: str) -> Any:
+        if 200 <= status < 300:
+            return payload
+        message = payload.get("error") if isinstance(payload, dict) else None
+        message = message or f"HTTP {status}"
+        if status in (400, 413):
+            raise PayloadError(message)
+        if status == 401:
+            raise ResourceUnavailableError(f"vQPU '{self.resource_id}' refused the token in {self.event_file}: {message}")
+        if status == 409:
+            raise TaskFailedError(message)
+        if status == 404:
+            raise QuantumError(f"{what}: {message}")
+        raise ResourceUnavailableError(f"vQPU '{self.resource_id}' could not {what}: {message}")
+
+    # ---------------------------------------------------------------- contract
+
+    def acquire(self) -> str:
+        return self._check(*self._request("POST", "/v1/acquire", {}), "acquire")["token"]
+
+    def release(self, token: str) -> None:
+        self._check(*self._request("POST", "/v1/release", {"token": token}), "release")
+
+    def task_start(self, payload: dict[str, Any]) -> str:
+        return self._check(*self._request("POST", "/v1/tasks", payload), "start the task")["task_id"]
+
+    def task_stop(self, task_id: str) -> None:
+        self._check(*self._request("DELETE", f"/v1/tasks/{quote(task_id)}"), "stop the task")
+
+    def task_status(self, task_id: str) -> TaskStatus:
+        reply = self._check(*self._request("GET", f"/v1/tasks/{quote(task_id)}"), "read the task status")
+        return TaskStatus(reply["status"])
+
+    def task_result(self, task_id: str) -> dict[str, Any]:
+        status, payload = self._request("GET", f"/v1/tasks/{quote(task_id)}/result")
+        if status == 202:
+            raise ResourceUnavailableError(f"task {task_id} is {payload.get('status')}; wait for it to finish")
+        return self._check(status, payload, "read the result")
+
+    def task_logs(self, task_id: str) -> str:
+        return self._check(*self._request("GET", f"/v1/tasks/{quote(task_id)}/logs"), "read the logs")["logs"]
+
+    def target(self) -> dict[str, Any]:
+        return self._check(*self._request("GET", "/v1/target"), "describe its target")
+
+    def metadata(self) -> dict[str, Any]:
+        return self._check(*self._request("GET", "/v1/metadata"), "describe itself")
+
+    def health(self) -> dict[str, Any]:
+        return self._check(*self._request("GET", "/v1/health"), "report its health")
+
+    def shutdown(self) -> None:
+        self._check(*self._request("POST", "/v1/shutdown", {}), "shut down")
+
+    def wait(self, task_id: str, timeout: float | None = None, poll: tuple[float, float] = (0, 0)) -> TaskStatus:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = LONG_POLL_SECONDS if deadline is None else max(0.0, min(LONG_POLL_SECONDS, deadline - time.monotonic()))
+            reply = self._check(*self._request("GET", f"/v1/tasks/{quote(task_id)}?wait={wait:.3f}"), "read the task status")
+            status = TaskStatus(reply["status"])
+            if status.finished:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TaskTimeoutError(f"task {task_id} on {self.resource_id} did not finish within {timeout:g} s")
+
+    def wait_result(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Long-poll the result itself: one request when the task is quick."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = LONG_POLL_SECONDS if deadline is None else max(0.0, min(LONG_POLL_SECONDS, deadline - time.monotonic()))
+            status, payload = self._request("GET", f"/v1/tasks/{quote(task_id)}/result?wait={wait:.3f}")
+            if status != 202:
+                return self._check(status, payload, "read the result")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TaskTimeoutError(f"task {task_id} on {self.resource_id} did not finish within {timeout:g} s")
+

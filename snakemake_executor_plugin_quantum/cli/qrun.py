@@ -1,0 +1,145 @@
+"""qrun: run one quantum task on a named resource, as a rule's command.
+
+    qrun [RESOURCE] INPUT [-o OUTPUT] [--shots N] [--program sampler|estimator] [--timeout S]
+
+Argument-compatible with QRMI's task runner (``<resource> <file>``, ``-o``; a third
+positional is the output). RESOURCE defaults to the job's only resource. INPUT is a
+QRMI payload, an OpenQASM 2/3 file or a Pulser sequence. Unlike QRMI's runner, a task
+that ends Failed or Cancelled exits non-zero, and OUTPUT is written atomically, so a
+failed run leaves no output file.
+
+Exit codes: 0 done; 1 task failed; 2 bad input or config; 3 resource unavailable;
+4 timeout; 130/143 stopped by SIGINT/SIGTERM (the task is stopped first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from ..errors import QuantumError
+from .common import resolve_resource, run_command
+
+
+class _Stopped(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qrun", description="Run a quantum task on a QRMI-style resource.")
+    parser.add_argument("args", nargs="+", metavar="[RESOURCE] INPUT [OUTPUT]", help="resource name (default: the job's only resource), payload or circuit file, optional output file")
+    parser.add_argument("-o", "--output", help="write the result JSON here (atomically) instead of stdout")
+    parser.add_argument("--shots", type=int, help="default shots (job_runs for Pulser); per-pub shots still win")
+    parser.add_argument("--program", choices=("sampler", "estimator"), help="primitive for a circuit file (default: sampler)")
+    parser.add_argument("--observables", help="comma-separated Pauli strings, for --program estimator on a circuit file")
+    parser.add_argument("--timeout", type=float, help="stop the task and fail after this many seconds")
+    parser.add_argument("--config", help="resource config (default: $SNAKEMAKE_QUANTUM_CONFIG, else the embedded default)")
+    parser.add_argument("--logs", action="store_true", help="print the task's log lines to stderr")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    positional = args.args
+    if len(positional) > 3:
+        raise QuantumError(f"expected [RESOURCE] INPUT [OUTPUT], got {len(positional)} arguments")
+    resource_name = positional[0] if len(positional) >= 2 else None
+    input_path = positional[1] if len(positional) >= 2 else positional[0]
+    output = args.output or (positional[2] if len(positional) == 3 else None)
+    if args.shots is not None and args.shots <= 0:
+        raise QuantumError(f"--shots must be a positive integer, got {args.shots}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise QuantumError(f"--timeout must be positive, got {args.timeout:g}")
+
+    from ..payloads.inputs import read_input
+
+    observables = [o.strip() for o in args.observables.split(",")] if args.observables else None
+    payload = read_input(input_path, shots=args.shots, program=args.program, observables=observables)
+    resolved = resolve_resource(resource_name, args.config, os.environ)
+
+    from ..backends import open_resource
+
+    resource = open_resource(resolved.name, resolved.type, resolved.settings)
+    try:
+        result = _run(resource, payload, resolved.settings, args)
+    finally:
+        resource.close()
+    text = json.dumps(result, indent=1)
+    if output:
+        from ..atomic import write_atomic
+
+        write_atomic(output, text.encode() + b"\n")
+    else:
+        sys.stdout.write(text + "\n")
+    return 0
+
+
+def _run(resource: Any, payload: dict[str, Any], settings: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    token = settings.get("QRMI_JOB_ACQUISITION_TOKEN")
+    own_token = None if token else resource.acquire()
+    task_id = None
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise _Stopped(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        task_id = resource.task_start(payload)
+        result = resource.wait_result(task_id, timeout=args.timeout)
+        if args.logs:
+            print(resource.task_logs(task_id), file=sys.stderr)
+        return result
+    except _Stopped as stopped:
+        _stop_quietly(resource, task_id)
+        name = signal.Signals(stopped.signum).name
+        print(f"qrun: stopped by {name}" + (f"; task {task_id} cancelled" if task_id else ""), file=sys.stderr)
+        raise SystemExit(128 + stopped.signum) from None
+    except QuantumError as exc:
+        _stop_quietly(resource, task_id)
+        if args.logs and task_id:
+            _print_logs(resource, task_id)
+        raise exc from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if own_token is not None:
+            _release_quietly(resource, own_token)
+
+
+def _stop_quietly(resource: Any, task_id: str | None) -> None:
+    if task_id is None:
+        return
+    try:
+        if not resource.task_status(task_id).finished:
+            resource.task_stop(task_id)
+    except QuantumError:
+        pass  # the resource is gone: nothing left to stop
+
+
+def _release_quietly(resource: Any, token: str) -> None:
+    try:
+        resource.release(token)
+    except QuantumError:
+        pass
+
+
+def _print_logs(resource: Any, task_id: str) -> None:
+    try:
+        print(resource.task_logs(task_id), file=sys.stderr)
+    except QuantumError:
+        pass
+
+
+def entry() -> int:
+    return run_command("qrun", main)
+
+
+if __name__ == "__main__":
+    sys.exit(entry())

@@ -1,0 +1,399 @@
+"""Qiskit Aer as a primitive engine: sampler and estimator tasks, warm and cached.
+
+An engine is built once per resource (in ``qrun`` for an in-process resource, once per
+vQPU service) and reused for every task: the simulator, the pass manager for its
+target and the prepared circuits (parsed, compacted, transpiled) are all cached, keyed
+by circuit text, because a sweep sends the same circuit with new parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError, MissingExtraError, PayloadError, ResourceLimitError
+from ..payloads import circuits as circuit_tools
+from ..payloads import observables as observable_tools
+from ..payloads.model import Limits, PrimitiveTask, SamplerPub
+from ..payloads.results import nest
+from .memory import available_memory_mb
+
+log = logging.getLogger(__name__)
+
+METHODS = ("automatic", "statevector", "density_matrix", "matrix_product_state", "stabilizer")
+CLIFFORD = frozenset({"h", "s", "sdg", "x", "y", "z", "cx", "cz", "cy", "swap", "sx", "sxdg", "id", "ecr", "measure", "barrier", "reset"})
+
+
+@dataclass(frozen=True)
+class AerOptions:
+    method: str = "automatic"
+    device: str = "CPU"
+    noise_model: str | None = None  # a fake IBM device, e.g. "fake_torino" or "FakeTorino"
+    seed: int | None = None
+    max_memory_mb: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, str]) -> AerOptions:
+        method = settings.get("QRMI_AER_METHOD", "automatic") or "automatic"
+        if method not in METHODS:
+            raise ConfigError(f"QRMI_AER_METHOD={method!r} is not one of {', '.join(METHODS)}")
+        device = (settings.get("QRMI_AER_DEVICE", "CPU") or "CPU").upper()
+        if device not in ("CPU", "GPU"):
+            raise ConfigError(f"QRMI_AER_DEVICE={device!r} must be CPU or GPU")
+        return cls(
+            method=method,
+            device=device,
+            noise_model=settings.get("QRMI_AER_NOISE_MODEL") or None,
+            seed=_int_setting(settings, "QRMI_AER_SEED"),
+            max_memory_mb=_int_setting(settings, "QRMI_AER_MAX_MEMORY_MB"),
+        )
+
+
+def _int_setting(settings: dict[str, str], key: str) -> int | None:
+    value = settings.get(key)
+    if value in (None, ""):
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{key}={value!r} must be an integer") from None
+    if number < 0:
+        raise ConfigError(f"{key}={value!r} must not be negative")
+    return number
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A circuit ready to run: what was written, what we simulate, how they map."""
+
+    loaded: circuit_tools.LoadedCircuit
+    runnable: Any  # transpiled for the simulator (compact, or laid out on the device)
+    active: tuple[int, ...]  # qubits kept, as indices of the written circuit
+    width: int
+    layout: Any  # device layout when transpiled onto a device target, else None
+
+
+class AerEngine:
+    engine = "aer"
+
+    def __init__(self, options: AerOptions = AerOptions(), limits: Limits = Limits(), cache_size: int = 512):
+        from qiskit.transpiler import generate_preset_pass_manager
+        from qiskit_aer import AerSimulator
+
+        self.options = options
+        self.limits = limits
+        self._device_backend = _fake_device(options.noise_model) if options.noise_model else None
+        backend_options: dict[str, Any] = {"method": options.method, "device": options.device}
+        if self._device_backend is not None:
+            self.simulator = AerSimulator.from_backend(self._device_backend, **backend_options)
+            target = self._device_backend.target
+        else:
+            self.simulator = AerSimulator(**backend_options)
+            target = None
+        if options.device == "GPU" and "GPU" not in self.simulator.available_devices():
+            raise ConfigError("QRMI_AER_DEVICE=GPU but this qiskit-aer has no GPU support (install qiskit-aer-gpu)")
+        self._backend_options = backend_options
+        # Built once per target: pass-manager construction is most of a naive transpile.
+        if target is not None:
+            self.pass_manager = generate_preset_pass_manager(optimization_level=1, target=target)
+        else:
+            self.pass_manager = generate_preset_pass_manager(optimization_level=1, backend=self.simulator)
+        self._cache: OrderedDict[tuple[str, str], Prepared] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public
+
+    def target(self) -> dict[str, Any]:
+        import qiskit_aer
+
+        return {
+            "engine": "aer",
+            "simulator": f"qiskit-aer {qiskit_aer.__version__}",
+            "method": self.options.method,
+            "device": self.options.device,
+            "noise_model": self.options.noise_model,
+            "num_qubits": self._max_qubits(),
+            "max_shots": self.limits.max_shots,
+            "programs": ["sampler", "estimator"],
+        }
+
+    def warm_up(self) -> None:
+        """Run one tiny circuit so the first real task pays no first-run costs."""
+        bell2 = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; cx q[0],q[1]; measure q -> c;'
+        bell3 = 'OPENQASM 3.0; include "stdgates.inc"; qubit[2] q; bit[2] c; h q[0]; cx q[0], q[1]; c = measure q;'
+        self.run(PrimitiveTask("sampler", (SamplerPub(bell2), SamplerPub(bell3)), shots=8, seed=0))
+        with self._lock:
+            self._cache.clear()
+
+    def check(self, task: PrimitiveTask) -> None:
+        """Fail now, with the pub named, on anything that would fail the run."""
+        for i, pub in enumerate(task.pubs):
+            where = f"pub {i}"
+            prepared = self.prepare(pub.circuit, task.program, where)
+            bindings = circuit_tools.bindings(prepared.loaded, pub.parameter_values, where, self.limits.max_parameter_sets)
+            if task.program == "estimator":
+                observables = self._observables(prepared, pub, where)
+                _check_broadcast(observables.shape, bindings.shape, where)
+
+    def run(self, task: PrimitiveTask) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Run a validated task; returns (result body, metadata)."""
+        started = time.perf_counter()
+        seed = task.seed if task.seed is not None else self.options.seed
+        if seed is None:
+            seed = secrets.randbits(31)
+        prepared = [self.prepare(pub.circuit, task.program, f"pub {i}") for i, pub in enumerate(task.pubs)]
+        if task.program == "sampler":
+            pubs = [self._sample(p, pub, i, task, seed + i) for i, (p, pub) in enumerate(zip(prepared, task.pubs, strict=True))]
+            body: dict[str, Any] = {"shots": sum(p["shots"] * p["parameter_sets"] for p in pubs), "pubs": pubs}
+        else:
+            pubs = self._estimate(prepared, task, seed)
+            body = {"pubs": pubs}
+        metadata = {
+            "engine": "aer",
+            "method": self.options.method,
+            "device": self.options.device,
+            "noise_model": self.options.noise_model,
+            "seed": seed,
+            "active_qubits": [list(p.active) for p in prepared],
+            "run_seconds": round(time.perf_counter() - started, 6),
+        }
+        if task.ignored_options:
+            metadata["ignored_options"] = list(task.ignored_options)
+        return body, metadata
+
+    def prepare(self, source: Any, program: str, where: str) -> Prepared:
+        if isinstance(source, str) and len(source) > self.limits.max_circuit_chars:
+            raise ResourceLimitError(f"{where}: circuit text exceeds {self.limits.max_circuit_chars} characters")
+        key = (source, program) if isinstance(source, str) else None
+        if key is not None:
+            with self._lock:
+                hit = self._cache.get(key)
+                if hit is not None:
+                    self._cache.move_to_end(key)
+                    return hit
+        prepared = self._prepare(source, program, where)
+        if key is not None:
+            with self._lock:
+                self._cache[key] = prepared
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return prepared
+
+    # ----------------------------------------------------------------- prepare
+
+    def _prepare(self, source: Any, program: str, where: str) -> Prepared:
+        loaded = circuit_tools.load_circuit(source, where)
+        circuit = loaded.circuit
+        if program == "estimator":
+            circuit = circuit.remove_final_measurements(inplace=False)
+        elif circuit.num_clbits == 0:
+            raise PayloadError(f"{where}: the circuit measures nothing; a sampler returns measured bits only")
+        if self._device_backend is not None:
+            return self._prepare_on_device(loaded, circuit, where)
+        compacted = circuit_tools.compact(circuit)
+        self._check_memory(compacted.circuit, len(compacted.active), where)
+        runnable = self._transpile(compacted.circuit, where)
+        return Prepared(loaded, runnable, compacted.active, compacted.width, None)
+
+    def _prepare_on_device(self, loaded: circuit_tools.LoadedCircuit, circuit: Any, where: str) -> Prepared:
+        """With a device noise model, qubits keep their physical positions (noise is per qubit)."""
+        active = circuit_tools.active_qubits(circuit)
+        device_qubits = self._device_backend.num_qubits
+        if loaded.physical:
+            if circuit.num_qubits > device_qubits:
+                raise PayloadError(f"{where}: circuit uses qubit {circuit.num_qubits - 1} but {self.options.noise_model} has {device_qubits}")
+            self._check_memory(circuit, len(active), where)
+            return Prepared(loaded, circuit, tuple(range(circuit.num_qubits)), circuit.num_qubits, None)
+        self._check_memory(circuit, len(active), where)
+        runnable = self._transpile(circuit, where)
+        return Prepared(loaded, runnable, tuple(range(circuit.num_qubits)), circuit.num_qubits, runnable.layout)
+
+    def _transpile(self, circuit: Any, where: str) -> Any:
+        from qiskit.transpiler.exceptions import TranspilerError
+
+        try:
+            return self.pass_manager.run(circuit)
+        except TranspilerError as exc:
+            raise PayloadError(f"{where}: cannot map the circuit onto the simulator: {str(exc).splitlines()[0]}") from None
+
+    def _max_qubits(self) -> int | None:
+        if self.options.method in ("matrix_product_state", "stabilizer"):
+            return None  # no dense state: limited by entanglement or gate set, not memory
+        return dense_qubit_limit(self.options.method, self.options.max_memory_mb or available_memory_mb())
+
+    def _check_memory(self, circuit: Any, qubits: int, where: str) -> None:
+        method = self.options.method
+        if method in ("matrix_product_state", "stabilizer"):
+            return
+        if method == "automatic" and set(circuit.count_ops()) <= CLIFFORD:
+            return  # Aer picks the stabilizer method: no dense state
+        budget_mb = self.options.max_memory_mb or available_memory_mb()
+        limit = dense_qubit_limit(method, budget_mb)
+        if qubits > limit:
+            kind = "statevector" if method == "automatic" else method
+            raise ResourceLimitError(
+                f"{where}: {qubits} active qubits exceed the {limit} that fit in {_human_mb(budget_mb)} "
+                f"with the {kind} method; use QRMI_AER_METHOD=matrix_product_state or fewer qubits"
+            )
+
+    # ------------------------------------------------------------------ sample
+
+    def _sample(self, prepared: Prepared, pub: Any, index: int, task: PrimitiveTask, seed: int) -> dict[str, Any]:
+        where = f"pub {index}"
+        shots = pub.shots or task.shots
+        bindings = circuit_tools.bindings(prepared.loaded, pub.parameter_values, where, self.limits.max_parameter_sets)
+        shape = tuple(bindings.shape)
+        runnable = prepared.runnable
+        run_kwargs: dict[str, Any] = {"shots": shots, "seed_simulator": seed}
+        sets = 1
+        if prepared.loaded.parameters:
+            values = bindings.as_array(prepared.loaded.parameters).reshape(-1, len(prepared.loaded.parameters))
+            sets = values.shape[0]
+            if sets == 0:
+                raise PayloadError(f"{where}: parameter_values hold no parameter set")
+            run_kwargs["parameter_binds"] = [{p: values[:, j].tolist() for j, p in enumerate(prepared.loaded.parameters)}]
+        result = self._run_simulator(runnable, run_kwargs, where)
+        registers = _registers(runnable)
+        per_register: dict[str, list[dict[str, int]]] = {name: [] for name, _ in registers}
+        for experiment in range(sets):
+            joint = result.get_counts(experiment)
+            for name, counts in _split_registers(joint, registers).items():
+                per_register[name].append(counts)
+        return {
+            "shape": list(shape),
+            "shots": shots,
+            "parameter_sets": sets,
+            "registers": {
+                name: {"num_bits": size, "counts": nest(per_register[name], shape)} for name, size in registers
+            },
+        }
+
+    def _run_simulator(self, circuit: Any, kwargs: dict[str, Any], where: str) -> Any:
+        from qiskit_aer import AerError
+
+        try:
+            result = self.simulator.run(circuit, **kwargs).result()
+        except AerError as exc:
+            raise PayloadError(f"{where}: simulator rejected the circuit: {str(exc).splitlines()[0]}") from None
+        if not result.success:
+            raise PayloadError(f"{where}: simulation failed: {_status_line(result)}")
+        return result
+
+    # ---------------------------------------------------------------- estimate
+
+    def _estimate(self, prepared: list[Prepared], task: PrimitiveTask, seed: int) -> list[dict[str, Any]]:
+        from qiskit_aer.primitives import EstimatorV2
+
+        estimator = EstimatorV2(
+            options={
+                "backend_options": dict(self._backend_options, **self._noise_options()),
+                "run_options": {"seed_simulator": seed},
+                "default_precision": task.precision or 0.0,
+            }
+        )
+        pubs = []
+        for i, (p, pub) in enumerate(zip(prepared, task.pubs, strict=True)):
+            where = f"pub {i}"
+            observables = self._observables(p, pub, where)
+            bindings = circuit_tools.bindings(p.loaded, pub.parameter_values, where, self.limits.max_parameter_sets)
+            _check_broadcast(observables.shape, bindings.shape, where)
+            precision = pub.precision if pub.precision is not None else (task.precision or 0.0)
+            pubs.append((p.runnable, observables, bindings, precision))
+        try:
+            results = estimator.run(pubs).result()
+        except (ValueError, TypeError) as exc:
+            raise PayloadError(f"estimator rejected the task: {str(exc).splitlines()[0]}") from None
+        out = []
+        for (_, _, _, precision), result in zip(pubs, results, strict=True):
+            evs, stds = result.data.evs, result.data.stds
+            out.append({"shape": list(evs.shape), "evs": evs.tolist(), "stds": stds.tolist(), "precision": precision})
+        return out
+
+    def _observables(self, prepared: Prepared, pub: Any, where: str) -> Any:
+        observables = observable_tools.coerce(pub.observables, where)
+        observables = observable_tools.restrict(observables, prepared.active, prepared.width, prepared.loaded.physical, where)
+        if prepared.layout is not None:
+            observables = observables.apply_layout(prepared.layout, self._device_backend.num_qubits)
+        return observables
+
+    def _noise_options(self) -> dict[str, Any]:
+        if self._device_backend is None:
+            return {}
+        from qiskit_aer.noise import NoiseModel
+
+        return {"noise_model": NoiseModel.from_backend(self._device_backend)}
+
+
+def dense_qubit_limit(method: str, budget_mb: float) -> int:
+    """Most qubits whose complex128 state vector (or density matrix) fits in ``budget_mb``."""
+    exponent_per_qubit = 2 if method == "density_matrix" else 1
+    budget = budget_mb * 2**20
+    qubits = 0
+    while 16 * 2 ** ((qubits + 1) * exponent_per_qubit) <= budget:
+        qubits += 1
+    return qubits
+
+
+def _check_broadcast(obs_shape: tuple[int, ...], bind_shape: tuple[int, ...], where: str) -> None:
+    import numpy as np
+
+    try:
+        np.broadcast_shapes(obs_shape, bind_shape)
+    except ValueError:
+        raise PayloadError(f"{where}: observables of shape {obs_shape} do not broadcast with parameter sets of shape {bind_shape}") from None
+
+
+def _registers(circuit: Any) -> list[tuple[str, int]]:
+    if circuit.cregs:
+        return [(creg.name, creg.size) for creg in circuit.cregs]
+    return [("c", circuit.num_clbits)]
+
+
+def _split_registers(joint: dict[str, int], registers: list[tuple[str, int]]) -> dict[str, dict[str, int]]:
+    """Aer joins registers as 'cN ... c0' with spaces; give each register its marginal counts."""
+    if len(registers) == 1:
+        return {registers[0][0]: dict(joint)}
+    out: dict[str, dict[str, int]] = {name: {} for name, _ in registers}
+    for key, count in joint.items():
+        parts = key.split(" ")[::-1]
+        for (name, _), bits in zip(registers, parts, strict=False):
+            out[name][bits] = out[name].get(bits, 0) + count
+    return out
+
+
+def _status_line(result: Any) -> str:
+    for experiment in getattr(result, "results", []):
+        if not experiment.success:
+            return str(experiment.status).splitlines()[0]
+    return str(getattr(result, "status", "unknown error")).splitlines()[0]
+
+
+def _human_mb(mb: float) -> str:
+    if mb == float("inf"):
+        return "more memory than exists"
+    if mb >= 2**20:
+        return f"{mb / 2**20:.3g} TiB"
+    if mb >= 1024:
+        return f"{mb / 1024:.3g} GiB"
+    return f"{mb:.3g} MiB"
+
+
+def _fake_device(name: str) -> Any:
+    """A fake IBM device by name ('fake_torino', 'FakeTorino', 'torino')."""
+    try:
+        from qiskit_ibm_runtime import fake_provider
+    except ImportError:
+        raise MissingExtraError(f"QRMI_AER_NOISE_MODEL={name}", "ibm") from None
+    wanted = name.lower().replace("_", "").replace("-", "")
+    if not wanted.startswith("fake"):
+        wanted = "fake" + wanted
+    for attr in dir(fake_provider):
+        if attr.lower() == wanted and attr.startswith("Fake"):
+            return getattr(fake_provider, attr)()
+    raise ConfigError(f"QRMI_AER_NOISE_MODEL={name!r} is not a fake IBM device (e.g. fake_torino, fake_sherbrooke)")

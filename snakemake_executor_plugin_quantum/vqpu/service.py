@@ -1,0 +1,84 @@
+"""Assemble a vQPU service from a resource's QRMI_* settings (and command-line overrides)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from ..backends import limits_from_settings
+from ..backends.local import LocalResource
+from ..errors import ConfigError
+from ..resources.config import VQPU
+from .events import default_event_dir, event_path
+from .server import ServiceOptions, VQPUService
+
+ENGINES = ("aer", "pulser")
+
+
+def _number(settings: dict[str, str], key: str, default: float, override: float | None = None) -> float:
+    if override is not None:
+        value: Any = override
+    else:
+        value = settings.get(key)
+        if value in (None, ""):
+            return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{key}={value!r} must be a number") from None
+    if number < 0:
+        raise ConfigError(f"{key}={value!r} must not be negative")
+    return number
+
+
+def options_from(args: argparse.Namespace, settings: dict[str, str]) -> ServiceOptions:
+    event_file = args.event_file or settings.get("QRMI_VQPU_EVENT_FILE") or event_path(
+        args.event_dir or settings.get("QRMI_VQPU_EVENT_DIR") or default_event_dir(), args.name
+    )
+    token = None
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --token-file {args.token_file}: {exc.strerror}") from None
+        if len(token) < 16:
+            raise ConfigError(f"the token in {args.token_file} is shorter than 16 characters")
+    return ServiceOptions(
+        name=args.name,
+        host=args.host or settings.get("QRMI_VQPU_HOST") or "127.0.0.1",
+        port=int(_number(settings, "QRMI_VQPU_PORT", 0, args.port)),
+        token=token,
+        allow_no_token=args.no_token,
+        event_file=event_file,
+        idle_timeout=_number(settings, "QRMI_VQPU_IDLE_TIMEOUT", 0, args.idle_timeout),
+        walltime=_number(settings, "QRMI_VQPU_WALLTIME", 0, args.walltime),
+        parent_pid=args.parent_pid,
+        max_request_bytes=int(_number(settings, "QRMI_VQPU_MAX_REQUEST_MB", 64, args.max_request_mb) * 2**20),
+        slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+    )
+
+
+def build_service(
+    name: str, settings: dict[str, str], options: ServiceOptions, engine: str | None = None, lanes: int | None = None, warmup: bool = True
+) -> VQPUService:
+    engine = engine or settings.get("QRMI_VQPU_ENGINE") or "aer"
+    if engine not in ENGINES:
+        raise ConfigError(f"QRMI_VQPU_ENGINE={engine!r} must be one of {', '.join(ENGINES)}")
+    lane_count = int(_number(settings, "QRMI_VQPU_LANES", min(4, os.cpu_count() or 1), lanes))
+    if lane_count < 1:
+        raise ConfigError("a vQPU needs at least one lane")
+    limits = limits_from_settings(settings)
+    if engine == "aer":
+        from ..engines.aer import AerEngine, AerOptions
+
+        simulator: Any = AerEngine(AerOptions.from_settings(settings), limits)
+    else:
+        from ..engines.pulser import PulserEngine, PulserOptions
+
+        simulator = PulserEngine(PulserOptions.from_settings(settings), limits)
+    if warmup:
+        simulator.warm_up()
+    resource = LocalResource(name, VQPU, simulator, limits, lanes=lane_count)
+    return VQPUService(resource, options)
