@@ -51,6 +51,12 @@ class TaskTimeoutError(QuantumError):
     exit_code = 4
 
 
+class UsageError(QuantumError):
+    """A command was called with wrong arguments."""
+
+    exit_code = 2
+
+
 class MissingExtraError(ConfigError):
     """An optional dependency is needed for this resource type."""
 

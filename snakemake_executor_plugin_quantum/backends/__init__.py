@@ -33,7 +33,7 @@ def limits_from_settings(settings: dict[str, str]) -> Limits:
     return Limits(max_shots=max_shots)
 
 
-def open_resource(name: str, resource_type: str, settings: dict[str, str], lanes: int = 1) -> QuantumResource:
+def open_resource(name: str, resource_type: str, settings: dict[str, str]) -> QuantumResource:
     """A ready resource object for ``name`` of ``resource_type`` with its QRMI_* settings."""
     if resource_type == VQPU:
         from .vqpu import VQPUClient
@@ -42,11 +42,11 @@ def open_resource(name: str, resource_type: str, settings: dict[str, str], lanes
     if resource_type == AER:
         from .aer import AerResource
 
-        return AerResource(name, settings, limits_from_settings(settings), lanes)
+        return AerResource(name, settings, limits_from_settings(settings))
     if resource_type == PULSER:
         from .pulser import PulserResource
 
-        return PulserResource(name, settings, limits_from_settings(settings), lanes)
+        return PulserResource(name, settings, limits_from_settings(settings))
     if resource_type in QRMI_TYPES:
         from .qrmi import QRMIResource
 

@@ -9,5 +9,5 @@ from .local import LocalResource
 
 
 class AerResource(LocalResource):
-    def __init__(self, resource_id: str, settings: dict[str, str], limits: Limits = Limits(), lanes: int = 1):
-        super().__init__(resource_id, AER, AerEngine(AerOptions.from_settings(settings), limits), limits, lanes)
+    def __init__(self, resource_id: str, settings: dict[str, str], limits: Limits = Limits()):
+        super().__init__(resource_id, AER, AerEngine(AerOptions.from_settings(settings), limits), limits)

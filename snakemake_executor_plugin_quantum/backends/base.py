@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import TaskTimeoutError
 
 
-class TaskStatus(str, enum.Enum):
+class TaskStatus(enum.StrEnum):
     QUEUED = "Queued"
     RUNNING = "Running"
     COMPLETED = "Completed"
@@ -28,7 +28,7 @@ class TaskStatus(str, enum.Enum):
         return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
 
-class ResourceStatus(str, enum.Enum):
+class ResourceStatus(enum.StrEnum):
     ONLINE = "Online"
     OFFLINE = "Offline"
     PAUSED = "Paused"
@@ -40,6 +40,8 @@ class QuantumResource(ABC):
     def __init__(self, resource_id: str, resource_type: str):
         self.resource_id = resource_id
         self.resource_type = resource_type
+        # Set before ``run`` blocks, so a signal handler can stop the task it started.
+        self.last_task_id: str | None = None
 
     def status(self) -> ResourceStatus:
         return ResourceStatus.ONLINE
@@ -76,8 +78,13 @@ class QuantumResource(ABC):
     @abstractmethod
     def metadata(self) -> dict[str, Any]: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, not every backend holds state
         """Free local state (threads, connections). The resource object is unusable after."""
+
+    def run(self, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Start a task and block until its result (TaskFailedError if it fails)."""
+        self.last_task_id = self.task_start(payload)
+        return self.wait_result(self.last_task_id, timeout)
 
     def wait_result(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Block until the task finishes; its result, or TaskFailedError saying why not."""

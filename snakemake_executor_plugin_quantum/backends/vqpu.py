@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import PayloadError, QuantumError, ResourceUnavailableError, TaskFailedError, TaskTimeoutError
+from ..errors import (
+    PayloadError,
+    QuantumError,
+    ResourceUnavailableError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
 from ..resources.types import VQPU
 from ..vqpu.events import VQPUEvent, default_event_dir, event_path, wait_for_event
 from ..vqpu.wire import JSONConnection, WireError
@@ -55,19 +62,19 @@ class VQPUClient(QuantumResource):
             self._conn.close()
             self._conn = None
 
-    def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def _request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         delay = 0.05
         for attempt in range(BUSY_RETRIES + 1):
-            status, payload = self._send(method, path, data)
+            status, payload = self._send(method, path, data, headers)
             if status != 503 or attempt == BUSY_RETRIES:
                 return status, payload
             time.sleep(delay)  # queue full: back off and retry
             delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
 
-    def _send(self, method: str, path: str, data: bytes | None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.event.token}", "Content-Type": "application/json"}
+    def _send(self, method: str, path: str, data: bytes | None, extra: dict[str, str] | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.event.token}", "Content-Type": "application/json", **(extra or {})}
         try:
             status, raw = self._connection().request(method, path, data, headers)
         except WireError as exc:
@@ -150,6 +157,24 @@ class VQPUClient(QuantumResource):
                 return status
             if deadline is not None and time.monotonic() >= deadline:
                 raise TaskTimeoutError(f"task {task_id} on {self.resource_id} did not finish within {timeout:g} s")
+
+    def run(self, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """Start a task and return its result: one request when the task is quick.
+
+        The client picks the task id (sent as ``X-Task-Id``) so that, if this process is
+        stopped while the request is in flight, it can still stop the task.
+        """
+        self.last_task_id = uuid.uuid4().hex
+        wait = LONG_POLL_SECONDS if timeout is None else max(0.0, min(LONG_POLL_SECONDS, timeout))
+        started = time.monotonic()
+        status, reply = self._request("POST", f"/v1/tasks?wait={wait:.3f}", payload, {"X-Task-Id": self.last_task_id})
+        if status == 200:
+            return reply
+        if status == 409:  # finished, but Failed or Cancelled
+            raise TaskFailedError(reply.get("error", "task failed") if isinstance(reply, dict) else "task failed")
+        self._check(status, reply, "start the task")
+        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        return self.wait_result(self.last_task_id, remaining)
 
     def wait_result(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Long-poll the result itself: one request when the task is quick."""

@@ -15,17 +15,23 @@ Exit codes: 0 done; 1 task failed; 2 bad input or config; 3 resource unavailable
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
 from typing import Any
 
-from ..errors import QuantumError
+from ..errors import QuantumError, UsageError
+from ..resources.types import AER, PULSER
 from .common import resolve_resource, run_command
 
+IN_PROCESS_TYPES = (AER, PULSER)
 
-class _Stopped(Exception):
+
+class _Stopped(BaseException):
+    """Raised by our signal handlers; a BaseException so no library ``except Exception`` eats it."""
+
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
@@ -49,21 +55,26 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     positional = args.args
     if len(positional) > 3:
-        raise QuantumError(f"expected [RESOURCE] INPUT [OUTPUT], got {len(positional)} arguments")
+        raise UsageError(f"expected [RESOURCE] INPUT [OUTPUT], got {len(positional)} arguments")
     resource_name = positional[0] if len(positional) >= 2 else None
     input_path = positional[1] if len(positional) >= 2 else positional[0]
     output = args.output or (positional[2] if len(positional) == 3 else None)
     if args.shots is not None and args.shots <= 0:
-        raise QuantumError(f"--shots must be a positive integer, got {args.shots}")
+        raise UsageError(f"--shots must be a positive integer, got {args.shots}")
     if args.timeout is not None and args.timeout <= 0:
-        raise QuantumError(f"--timeout must be positive, got {args.timeout:g}")
+        raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
 
     from ..payloads.inputs import read_input
 
     observables = [o.strip() for o in args.observables.split(",")] if args.observables else None
     payload = read_input(input_path, shots=args.shots, program=args.program, observables=observables)
     resolved = resolve_resource(resource_name, args.config, os.environ)
+    if resolved.type in IN_PROCESS_TYPES:
+        return _supervised(lambda: _execute(resolved, payload, args, output))
+    return _execute(resolved, payload, args, output)
 
+
+def _execute(resolved: Any, payload: dict[str, Any], args: argparse.Namespace, output: str | None) -> int:
     from ..backends import open_resource
 
     resource = open_resource(resolved.name, resolved.type, resolved.settings)
@@ -81,27 +92,66 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def _supervised(work: Any) -> int:
+    """Run ``work`` in a forked child while this light parent watches for signals.
+
+    In-process simulators hold the GIL for a whole run, so a Python signal handler in the
+    simulating process would only run when the simulation ends. The parent forks before
+    importing anything heavy; on SIGTERM/SIGINT it kills the child (the task dies with it)
+    and exits at once.
+    """
+    pid = os.fork()
+    if pid == 0:  # child: does the work; dies if the parent dies
+        from ..procs import die_with_parent
+
+        die_with_parent()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        try:
+            code = run_command("qrun", lambda _argv: work(), [])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    def stop(signum: int, _frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        print(f"qrun: stopped by {signal.Signals(signum).name}; task cancelled", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
 def _run(resource: Any, payload: dict[str, Any], settings: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     token = settings.get("QRMI_JOB_ACQUISITION_TOKEN")
     own_token = None if token else resource.acquire()
-    task_id = None
 
     def stop(signum: int, _frame: Any) -> None:
         raise _Stopped(signum)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        task_id = resource.task_start(payload)
-        result = resource.wait_result(task_id, timeout=args.timeout)
+        result = resource.run(payload, timeout=args.timeout)
         if args.logs:
-            print(resource.task_logs(task_id), file=sys.stderr)
+            print(resource.task_logs(resource.last_task_id), file=sys.stderr)
         return result
     except _Stopped as stopped:
+        task_id = resource.last_task_id
         _stop_quietly(resource, task_id)
         name = signal.Signals(stopped.signum).name
         print(f"qrun: stopped by {name}" + (f"; task {task_id} cancelled" if task_id else ""), file=sys.stderr)
         raise SystemExit(128 + stopped.signum) from None
     except QuantumError as exc:
+        task_id = resource.last_task_id
         _stop_quietly(resource, task_id)
         if args.logs and task_id:
             _print_logs(resource, task_id)
@@ -124,21 +174,26 @@ def _stop_quietly(resource: Any, task_id: str | None) -> None:
 
 
 def _release_quietly(resource: Any, token: str) -> None:
-    try:
+    with contextlib.suppress(QuantumError):
         resource.release(token)
-    except QuantumError:
-        pass
 
 
 def _print_logs(resource: Any, task_id: str) -> None:
-    try:
+    with contextlib.suppress(QuantumError):
         print(resource.task_logs(task_id), file=sys.stderr)
-    except QuantumError:
-        pass
 
 
 def entry() -> int:
-    return run_command("qrun", main)
+    try:
+        code = run_command("qrun", main)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    # Everything is cleaned up by now (task stopped, token released, output written or not).
+    # An in-process simulation cannot be interrupted and Aer runs it on a non-daemon thread
+    # that a normal exit would wait for; a stopped or timed-out qrun must exit now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--token-file", help="read the access token from this file instead of generating one")
     serve.add_argument("--no-token", action="store_true", help="serve without a token (loopback only; for debugging)")
     serve.add_argument("--max-request-mb", type=float, help="largest request accepted (default 64)")
-    serve.add_argument("--no-warmup", action="store_true", help="skip the warm-up task before announcing readiness")
 
     status = sub.add_parser("status", help="list vQPU services and their health")
     status.add_argument("names", nargs="*", help="services to show (default: all in the event directory)")
@@ -83,7 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
     from ..vqpu.service import build_service, options_from
 
     options = options_from(args, settings)
-    service = build_service(args.name, settings, options, args.engine, args.lanes, warmup=not args.no_warmup)
+    service = build_service(args.name, settings, options, args.engine, args.lanes)
     service.install_signal_handlers()
     event = service.event()
     print(f"vqpu: {args.name} ({event.engine}) ready at {event.url}, pid {event.pid}", file=sys.stderr, flush=True)

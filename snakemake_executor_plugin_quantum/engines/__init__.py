@@ -1,0 +1,36 @@
+"""Simulation engines shared by the in-process backends and the vQPU service.
+
+An engine validates tasks (``check``, which returns what ``run`` needs, prepared), runs
+them (``run``) and describes itself (``target``). ``EngineSpec`` is the picklable recipe
+a worker process uses to build its own copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..payloads.model import Limits
+
+# Modules a worker needs, imported once by the forkserver so each new worker starts warm.
+PRELOAD = {
+    "aer": ["qiskit", "qiskit_aer", "qiskit_aer.primitives", "snakemake_executor_plugin_quantum.engines.aer"],
+    "pulser": ["pulser", "pulser_simulation", "snakemake_executor_plugin_quantum.engines.pulser"],
+}
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    kind: str  # "aer" or "pulser"
+    options: Any  # AerOptions or PulserOptions
+    limits: Limits = Limits()
+
+
+def build_engine(spec: EngineSpec) -> Any:
+    if spec.kind == "aer":
+        from .aer import AerEngine
+
+        return AerEngine(spec.options, spec.limits)
+    from .pulser import PulserEngine
+
+    return PulserEngine(spec.options, spec.limits)

@@ -36,6 +36,7 @@ class AerOptions:
     noise_model: str | None = None  # a fake IBM device, e.g. "fake_torino" or "FakeTorino"
     seed: int | None = None
     max_memory_mb: int | None = None
+    threads: int = 0  # OpenMP threads per simulation; 0: all cores
 
     @classmethod
     def from_settings(cls, settings: dict[str, str]) -> AerOptions:
@@ -51,6 +52,7 @@ class AerOptions:
             noise_model=settings.get("QRMI_AER_NOISE_MODEL") or None,
             seed=_int_setting(settings, "QRMI_AER_SEED"),
             max_memory_mb=_int_setting(settings, "QRMI_AER_MAX_MEMORY_MB"),
+            threads=_int_setting(settings, "QRMI_AER_THREADS") or 0,
         )
 
 
@@ -69,9 +71,14 @@ def _int_setting(settings: dict[str, str], key: str) -> int | None:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A circuit ready to run: what was written, what we simulate, how they map."""
+    """A circuit ready to run, and how it maps to the circuit as written.
 
-    loaded: circuit_tools.LoadedCircuit
+    Picklable and small (the written 133-qubit circuit is not kept): the vQPU front end
+    prepares once and sends this to a worker process.
+    """
+
+    parameters: tuple[Any, ...]  # binding order of parameter values
+    physical: bool  # written on hardware qubits
     runnable: Any  # transpiled for the simulator (compact, or laid out on the device)
     active: tuple[int, ...]  # qubits kept, as indices of the written circuit
     width: int
@@ -88,7 +95,7 @@ class AerEngine:
         self.options = options
         self.limits = limits
         self._device_backend = _fake_device(options.noise_model) if options.noise_model else None
-        backend_options: dict[str, Any] = {"method": options.method, "device": options.device}
+        backend_options: dict[str, Any] = {"method": options.method, "device": options.device, "max_parallel_threads": options.threads}
         if self._device_backend is not None:
             self.simulator = AerSimulator.from_backend(self._device_backend, **backend_options)
             target = self._device_backend.target
@@ -123,31 +130,50 @@ class AerEngine:
             "programs": ["sampler", "estimator"],
         }
 
-    def warm_up(self) -> None:
-        """Run one tiny circuit so the first real task pays no first-run costs."""
+    def warm_up(self, simulate: bool = True) -> None:
+        """Parse (QASM 2 and 3) and run one tiny circuit, so no real task pays first-use costs."""
         bell2 = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; cx q[0],q[1]; measure q -> c;'
         bell3 = 'OPENQASM 3.0; include "stdgates.inc"; qubit[2] q; bit[2] c; h q[0]; cx q[0], q[1]; c = measure q;'
-        self.run(PrimitiveTask("sampler", (SamplerPub(bell2), SamplerPub(bell3)), shots=8, seed=0))
+        task = PrimitiveTask("sampler", (SamplerPub(bell2), SamplerPub(bell3)), shots=8, seed=0)
+        prepared = self.check(task)
+        if simulate:
+            self.run(task, prepared)
         with self._lock:
             self._cache.clear()
 
-    def check(self, task: PrimitiveTask) -> None:
-        """Fail now, with the pub named, on anything that would fail the run."""
+    def is_small(self, task: PrimitiveTask, prepared: list[Prepared]) -> bool:
+        """Cheaper to run than to hand to another process: a few ms at most."""
+        if self._device_backend is not None or task.program != "sampler" or len(prepared) > 4:
+            return False
+        shots = sum((pub.shots or task.shots or 0) for pub in task.pubs)
+        return shots <= 100_000 and all(
+            len(p.active) <= 12 and p.runnable.size() <= 500 and not p.parameters for p in prepared
+        )
+
+    def check(self, task: PrimitiveTask) -> list[Prepared]:
+        """Fail now, with the pub named, on anything that would fail the run.
+
+        Returns the prepared circuits, which ``run`` accepts instead of preparing again.
+        """
+        out = []
         for i, pub in enumerate(task.pubs):
             where = f"pub {i}"
             prepared = self.prepare(pub.circuit, task.program, where)
-            bindings = circuit_tools.bindings(prepared.loaded, pub.parameter_values, where, self.limits.max_parameter_sets)
+            bindings = circuit_tools.bindings(prepared, pub.parameter_values, where, self.limits.max_parameter_sets)
             if task.program == "estimator":
                 observables = self._observables(prepared, pub, where)
                 _check_broadcast(observables.shape, bindings.shape, where)
+            out.append(prepared)
+        return out
 
-    def run(self, task: PrimitiveTask) -> tuple[dict[str, Any], dict[str, Any]]:
+    def run(self, task: PrimitiveTask, prepared: list[Prepared] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Run a validated task; returns (result body, metadata)."""
         started = time.perf_counter()
         seed = task.seed if task.seed is not None else self.options.seed
         if seed is None:
             seed = secrets.randbits(31)
-        prepared = [self.prepare(pub.circuit, task.program, f"pub {i}") for i, pub in enumerate(task.pubs)]
+        if prepared is None:
+            prepared = [self.prepare(pub.circuit, task.program, f"pub {i}") for i, pub in enumerate(task.pubs)]
         if task.program == "sampler":
             pubs = [self._sample(p, pub, i, task, seed + i) for i, (p, pub) in enumerate(zip(prepared, task.pubs, strict=True))]
             body: dict[str, Any] = {"shots": sum(p["shots"] * p["parameter_sets"] for p in pubs), "pubs": pubs}
@@ -199,7 +225,7 @@ class AerEngine:
         compacted = circuit_tools.compact(circuit)
         self._check_memory(compacted.circuit, len(compacted.active), where)
         runnable = self._transpile(compacted.circuit, where)
-        return Prepared(loaded, runnable, compacted.active, compacted.width, None)
+        return Prepared(loaded.parameters, loaded.physical, runnable, compacted.active, compacted.width, None)
 
     def _prepare_on_device(self, loaded: circuit_tools.LoadedCircuit, circuit: Any, where: str) -> Prepared:
         """With a device noise model, qubits keep their physical positions (noise is per qubit)."""
@@ -209,10 +235,10 @@ class AerEngine:
             if circuit.num_qubits > device_qubits:
                 raise PayloadError(f"{where}: circuit uses qubit {circuit.num_qubits - 1} but {self.options.noise_model} has {device_qubits}")
             self._check_memory(circuit, len(active), where)
-            return Prepared(loaded, circuit, tuple(range(circuit.num_qubits)), circuit.num_qubits, None)
+            return Prepared(loaded.parameters, True, circuit, tuple(range(circuit.num_qubits)), circuit.num_qubits, None)
         self._check_memory(circuit, len(active), where)
         runnable = self._transpile(circuit, where)
-        return Prepared(loaded, runnable, tuple(range(circuit.num_qubits)), circuit.num_qubits, runnable.layout)
+        return Prepared(loaded.parameters, False, runnable, tuple(range(circuit.num_qubits)), circuit.num_qubits, runnable.layout)
 
     def _transpile(self, circuit: Any, where: str) -> Any:
         from qiskit.transpiler.exceptions import TranspilerError
@@ -247,17 +273,17 @@ class AerEngine:
     def _sample(self, prepared: Prepared, pub: Any, index: int, task: PrimitiveTask, seed: int) -> dict[str, Any]:
         where = f"pub {index}"
         shots = pub.shots or task.shots
-        bindings = circuit_tools.bindings(prepared.loaded, pub.parameter_values, where, self.limits.max_parameter_sets)
+        bindings = circuit_tools.bindings(prepared, pub.parameter_values, where, self.limits.max_parameter_sets)
         shape = tuple(bindings.shape)
         runnable = prepared.runnable
         run_kwargs: dict[str, Any] = {"shots": shots, "seed_simulator": seed}
         sets = 1
-        if prepared.loaded.parameters:
-            values = bindings.as_array(prepared.loaded.parameters).reshape(-1, len(prepared.loaded.parameters))
+        if prepared.parameters:
+            values = bindings.as_array(prepared.parameters).reshape(-1, len(prepared.parameters))
             sets = values.shape[0]
             if sets == 0:
                 raise PayloadError(f"{where}: parameter_values hold no parameter set")
-            run_kwargs["parameter_binds"] = [{p: values[:, j].tolist() for j, p in enumerate(prepared.loaded.parameters)}]
+            run_kwargs["parameter_binds"] = [{p: values[:, j].tolist() for j, p in enumerate(prepared.parameters)}]
         result = self._run_simulator(runnable, run_kwargs, where)
         registers = _registers(runnable)
         per_register: dict[str, list[dict[str, int]]] = {name: [] for name, _ in registers}
@@ -301,7 +327,7 @@ class AerEngine:
         for i, (p, pub) in enumerate(zip(prepared, task.pubs, strict=True)):
             where = f"pub {i}"
             observables = self._observables(p, pub, where)
-            bindings = circuit_tools.bindings(p.loaded, pub.parameter_values, where, self.limits.max_parameter_sets)
+            bindings = circuit_tools.bindings(p, pub.parameter_values, where, self.limits.max_parameter_sets)
             _check_broadcast(observables.shape, bindings.shape, where)
             precision = pub.precision if pub.precision is not None else (task.precision or 0.0)
             pubs.append((p.runnable, observables, bindings, precision))
@@ -317,7 +343,7 @@ class AerEngine:
 
     def _observables(self, prepared: Prepared, pub: Any, where: str) -> Any:
         observables = observable_tools.coerce(pub.observables, where)
-        observables = observable_tools.restrict(observables, prepared.active, prepared.width, prepared.loaded.physical, where)
+        observables = observable_tools.restrict(observables, prepared.active, prepared.width, prepared.physical, where)
         if prepared.layout is not None:
             observables = observables.apply_layout(prepared.layout, self._device_backend.num_qubits)
         return observables

@@ -60,8 +60,8 @@ class PulserEngine:
             "programs": ["pulser"],
         }
 
-    def warm_up(self) -> None:
-        """Emulate one short single-atom pulse so the first real task pays no first-run costs."""
+    def warm_up(self, simulate: bool = True) -> None:
+        """Emulate one short single-atom pulse so the first real task pays no first-use costs."""
         from pulser import Pulse, Register, Sequence
         from pulser.devices import MockDevice
 
@@ -69,9 +69,16 @@ class PulserEngine:
         sequence.declare_channel("ch", "rydberg_global")
         sequence.add(Pulse.ConstantPulse(100, 1.0, 0.0, 0.0), "ch")
         sequence.measure("ground-rydberg")
-        self.run(PulserTask(sequence=sequence.to_abstract_repr(), shots=8, seed=0))
+        task = PulserTask(sequence=sequence.to_abstract_repr(), shots=8, seed=0)
+        self.check(task)
+        if simulate:
+            self.run(task)
+
+    def is_small(self, task: PulserTask, prepared: None) -> bool:
+        return False  # even two atoms take ~100 ms in QuTiP: always worth a worker
 
     def check(self, task: PulserTask) -> None:
+        """Validate now; ``run`` reloads the sequence (2 ms) rather than ship Pulser objects."""
         self.load(task)
 
     def load(self, task: PulserTask) -> Any:
@@ -92,7 +99,7 @@ class PulserEngine:
             raise PayloadError("Pulser sequence has no pulses (duration 0)")
         return sequence
 
-    def run(self, task: PulserTask) -> tuple[dict[str, Any], dict[str, Any]]:
+    def run(self, task: PulserTask, prepared: None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         import numpy as np
         from pulser.backend import StateResult
         from pulser_simulation import QutipBackendV2, QutipConfig

@@ -136,12 +136,15 @@ def compact(circuit: Any) -> CompactCircuit:
     return CompactCircuit(out, active, circuit.num_qubits)
 
 
-def bindings(loaded: LoadedCircuit, values: Any, where: str, max_sets: int) -> Any:
-    """Parameter values as a BindingsArray keyed in the payload's order."""
+def bindings(circuit: Any, values: Any, where: str, max_sets: int) -> Any:
+    """Parameter values as a BindingsArray keyed in the payload's order.
+
+    ``circuit`` is anything with a ``parameters`` tuple in binding order.
+    """
     import numpy as np
     from qiskit.primitives.containers.bindings_array import BindingsArray
 
-    count = len(loaded.parameters)
+    count = len(circuit.parameters)
     empty = values is None or (isinstance(values, (list, tuple)) and len(values) == 0)
     if count == 0:
         if not empty and np.asarray(values, dtype=object).size:
@@ -161,4 +164,4 @@ def bindings(loaded: LoadedCircuit, values: Any, where: str, max_sets: int) -> A
     sets = int(np.prod(array.shape[:-1], dtype=np.int64))
     if sets > max_sets:
         raise PayloadError(f"{where}: {sets} parameter sets exceed this resource's limit of {max_sets}")
-    return BindingsArray(data={tuple(loaded.parameters): array})
+    return BindingsArray(data={tuple(circuit.parameters): array})

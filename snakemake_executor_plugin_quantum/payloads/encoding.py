@@ -70,7 +70,7 @@ def _unpack(raw: Any, kind: str) -> bytes:
     if not isinstance(raw, str):
         raise PayloadError(f"encoded {kind} must hold a base64 string")
     try:
-        data = base64.standard_b64decode(raw)
+        data = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         raise PayloadError(f"encoded {kind} is not valid base64") from None
     try:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-
 from .types import AER, KNOWN_TYPES, LOCAL_TYPES, PULSER, QRMI_TYPES, VQPU
 
 __all__ = ["AER", "PULSER", "VQPU", "LOCAL_TYPES", "QRMI_TYPES", "KNOWN_TYPES", "ResourceDef", "ResourceConfig", "load_config"]

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from ..atomic import write_atomic
 from ..errors import ResourceUnavailableError
+from ..procs import pid_alive
 
 
 class VQPUEvent(NamedTuple):
@@ -43,16 +44,6 @@ class VQPUEvent(NamedTuple):
     def process_alive(self) -> bool | None:
         """True/False for a process on this node; None when it runs elsewhere."""
         return pid_alive(self.pid) if self.is_local() else None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, someone else's
-    return True
 
 
 def default_event_dir() -> str:

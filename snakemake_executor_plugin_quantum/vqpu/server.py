@@ -5,7 +5,8 @@ Routes (all need ``Authorization: Bearer <token>``; the token is in the event fi
     GET    /v1/health                      liveness and identity
     GET    /v1/target | /v1/metadata       what it runs, counters
     POST   /v1/acquire | /v1/release       QRMI acquisition tokens
-    POST   /v1/tasks                       start a task (body: QRMI payload) -> {task_id}
+    POST   /v1/tasks?wait=S                start a task (body: QRMI payload) -> {task_id};
+                                           with wait, the result itself if done by then
     GET    /v1/tasks/<id>?wait=S           status, optionally long-polling until finished
     GET    /v1/tasks/<id>/result?wait=S    the result document once Completed
     GET    /v1/tasks/<id>/logs             task log lines
@@ -37,7 +38,8 @@ from urllib.parse import parse_qs, urlsplit
 from ..backends.local import LocalResource, UnknownTaskError
 from ..errors import PayloadError, QuantumError, ResourceUnavailableError, TaskFailedError
 from ..payloads.inputs import decode_json
-from .events import VQPUEvent, clear_event, pid_alive, write_event
+from ..procs import pid_alive
+from .events import VQPUEvent, clear_event, write_event
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,7 @@ class _HTTPError(Exception):
 
 
 _TASK = re.compile(r"^/v1/tasks/([0-9a-f]{32})(/result|/logs)?$")
+_TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -232,7 +235,14 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and path == "/v1/metadata":
             return HTTPStatus.OK, resource.metadata()
         if method == "POST" and path == "/v1/tasks":
-            task_id = resource.task_start(self._json_body(service))
+            wanted = self.headers.get("X-Task-Id")
+            if wanted is not None and not _TASK_ID.match(wanted):
+                raise _HTTPError(HTTPStatus.BAD_REQUEST, "X-Task-Id must be 32 lowercase hex digits")
+            task_id = resource.task_start(self._json_body(service), task_id=wanted)
+            if "wait" in query:  # one round trip for quick tasks: start, wait, return the result
+                self._long_poll(resource, task_id, query)
+                if resource.task_status(task_id).finished:
+                    return HTTPStatus.OK, resource.task_result(task_id)
             return HTTPStatus.CREATED, {"task_id": task_id}
         if method == "POST" and path == "/v1/acquire":
             self._discard_body()

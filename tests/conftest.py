@@ -1,0 +1,133 @@
+"""Shared test helpers: run the real commands, start real vQPU processes, clean up."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CIRCUITS = REPO / "circuits"
+BIN = Path(sys.executable).parent
+
+
+def command(name: str) -> str:
+    path = BIN / name
+    return str(path) if path.exists() else name
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process environment without any QRMI job variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if "QRMI" not in k and not k.startswith("SLURM_JOB_QPU")}
+    env.pop("SNAKEMAKE_QUANTUM_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def run(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> Run:
+    started = time.monotonic()
+    proc = subprocess.run(args, env=env or clean_env(), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+def qrun(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> Run:
+    return run([command("qrun"), *args], env=env, cwd=cwd, timeout=timeout)
+
+
+@dataclass
+class Service:
+    name: str
+    event_dir: Path
+    process: subprocess.Popen
+
+    @property
+    def event_file(self) -> Path:
+        return self.event_dir / f"{self.name}.json"
+
+    def event(self) -> dict:
+        return json.loads(self.event_file.read_text())
+
+    def job_env(self, **extra: str) -> dict[str, str]:
+        """The environment a job routed to this vQPU sees."""
+        return clean_env(
+            QRMI_JOB_QPU_RESOURCES=self.name,
+            QRMI_JOB_QPU_TYPES="vqpu",
+            **{f"{self.name}_QRMI_VQPU_EVENT_FILE": str(self.event_file)},
+            **extra,
+        )
+
+
+def start_service(name: str, event_dir: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 60) -> Service:
+    process = subprocess.Popen(
+        [command("vqpu"), "serve", name, "--event-dir", str(event_dir), *extra],
+        env=env or clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    service = Service(name, event_dir, process)
+    deadline = time.monotonic() + timeout
+    while not service.event_file.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"vqpu serve exited {process.returncode}: {process.stderr.read()}")
+        if time.monotonic() > deadline:
+            stop_service(service)
+            raise RuntimeError("vqpu serve did not become ready")
+        time.sleep(0.05)
+    return service
+
+
+def stop_service(service: Service) -> None:
+    if service.process.poll() is None:
+        service.process.send_signal(signal.SIGTERM)
+        try:
+            service.process.wait(15)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            service.process.wait()
+    if service.process.stderr:
+        service.process.stderr.close()
+
+
+@pytest.fixture
+def aer_vqpu(tmp_path: Path) -> Iterator[Service]:
+    service = start_service("sim", tmp_path / "events", "--engine", "aer", "--lanes", "2")
+    yield service
+    stop_service(service)
+    assert not service.event_file.exists(), "the event file must be removed on shutdown"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        with contextlib.suppress(ChildProcessError):  # reap our own children: no zombies
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    return not pid_alive(pid)

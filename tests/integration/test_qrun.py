@@ -1,0 +1,226 @@
+"""qrun end to end: real processes, real Aer and Pulser, QRMI-format payloads."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import qrmi_payloads as gen
+from conftest import CIRCUITS, clean_env, command, qrun
+
+pytestmark = pytest.mark.slow
+
+
+def counts_of(result: dict, pub: int = 0) -> dict[str, int]:
+    (register,) = result["pubs"][pub]["registers"].values()
+    return register["counts"]
+
+
+def test_ghz5_on_aer_gives_only_all_zeros_and_all_ones(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    result = qrun("aer", str(CIRCUITS / "ghz5.qasm"), "-o", str(out), "--shots", "2000")
+    assert result.returncode == 0, result.stderr
+    counts = counts_of(json.loads(out.read_text()))
+    assert set(counts) <= {"00000", "11111"} and sum(counts.values()) == 2000
+    assert min(counts.values()) > 800  # both outcomes, about half each
+
+
+def test_qasm2_circuit_runs(tmp_path: Path) -> None:
+    result = qrun("aer", str(CIRCUITS / "ghz3_qasm2.qasm"), "--shots", "300")
+    assert result.returncode == 0, result.stderr
+    assert set(counts_of(json.loads(result.stdout))) <= {"000", "111"}
+
+
+def test_qrmi_task_runner_argument_form_with_positional_output(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    result = qrun("aer", str(CIRCUITS / "bell.qasm"), str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["program"] == "sampler"
+
+
+@pytest.mark.parametrize("encoded_arrays", [False, True], ids=["list-arrays", "runtime-encoded-arrays"])
+def test_isa_sampler_payload_matches_exact_probabilities(tmp_path: Path, encoded_arrays: bool) -> None:
+    from qiskit.circuit.library import efficient_su2
+
+    circuit = efficient_su2(4, entanglement="linear", reps=3)  # 32 parameters: order matters past 10
+    circuit.measure_all()
+    values = np.random.default_rng(3).uniform(0, np.pi, circuit.num_parameters)
+    payload, isa = gen.sampler_payload(circuit, values, shots=8000, encoded_arrays=encoded_arrays)
+    path = tmp_path / "sampler_input.json"
+    path.write_text(json.dumps(payload))
+    out = tmp_path / "out.json"
+    result = qrun("aer", str(path), "-o", str(out), timeout=180)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(out.read_text())
+    assert len(doc["metadata"]["active_qubits"][0]) == 4  # 133-qubit ISA circuit, 4 simulated
+    exact = gen.exact_probabilities(circuit, values)
+    assert gen.within_sigmas(counts_of(doc), exact, 8000) == []
+
+
+def test_isa_estimator_payload_matches_exact_expectation_values(tmp_path: Path) -> None:
+    from qiskit.circuit.library import qaoa_ansatz
+    from qiskit.quantum_info import SparsePauliOp, Statevector
+
+    cost = SparsePauliOp.from_sparse_list([("ZZ", [0, 1], 0.5), ("ZZ", [1, 2], 0.5), ("ZZ", [2, 3], 0.5)], num_qubits=4)
+    circuit = qaoa_ansatz(cost, reps=2)
+    values = [0.1, 0.2, 0.3, 0.4]
+    payload, isa = gen.estimator_payload(circuit, cost, values, default_shots=10_000)
+    path = tmp_path / "estimator_input.json"
+    path.write_text(json.dumps(payload))
+    result = qrun("aer", str(path), timeout=180)
+    assert result.returncode == 0, result.stderr
+    pub = json.loads(result.stdout)["pubs"][0]
+    exact = Statevector(circuit.assign_parameters(values)).expectation_value(cost).real
+    assert pub["precision"] == pytest.approx(0.01)
+    assert abs(pub["evs"] - exact) <= 5 * pub["stds"]
+
+
+def test_estimator_without_precision_is_exact(tmp_path: Path) -> None:
+    payload = {"program_id": "estimator", "parameters": {"pubs": [[(CIRCUITS / "h2_ansatz.qasm").read_text(), [["ZI", "IZ", "XX"]], [[[0.3]], [[1.1]]]]]}}
+    path = tmp_path / "est.json"
+    path.write_text(json.dumps(payload))
+    result = qrun("aer", str(path))
+    assert result.returncode == 0, result.stderr
+    evs = np.array(json.loads(result.stdout)["pubs"][0]["evs"])
+    theta = np.array([[0.3], [1.1]])
+    # |psi> = cos(t/2)|01> + sin(t/2)|10> (qubit 0 rightmost): <ZI> = cos t, <IZ> = -cos t, <XX> = sin t
+    expected = np.hstack([np.cos(theta), -np.cos(theta), np.sin(theta)])
+    assert evs.shape == (2, 3) and np.allclose(evs, expected, atol=1e-9)
+
+
+def pulser_sequence() -> str:
+    from pulser import Pulse, Register, Sequence
+    from pulser.devices import DigitalAnalogDevice
+
+    register = Register({"q0": (-2.5, -2.5), "q1": (2.5, -2.5), "q2": (-2.5, 2.5)})
+    sequence = Sequence(register, DigitalAnalogDevice)
+    sequence.declare_channel("rydberg", "rydberg_global")
+    sequence.add(Pulse.ConstantPulse(400, 2, 0, 0), "rydberg")
+    sequence.measure("ground-rydberg")
+    return sequence.to_abstract_repr()
+
+
+def test_pulser_payload_as_string_and_as_object_give_the_same_counts(tmp_path: Path) -> None:
+    text = pulser_sequence()
+    outputs = []
+    for form, sequence in (("string", text), ("object", json.loads(text))):
+        path = tmp_path / f"{form}.json"
+        path.write_text(json.dumps({"sequence": sequence, "job_runs": 500}))
+        result = qrun("pulser", str(path), env=clean_env(pulser_QRMI_PULSER_SEED="11"), timeout=180)
+        assert result.returncode == 0, result.stderr
+        outputs.append(json.loads(result.stdout))
+    assert outputs[0]["counts"] == outputs[1]["counts"]
+    assert sum(outputs[0]["counts"].values()) == 500
+
+
+# ---------------------------------------------------------------------- bad input
+
+WIDE_T = 'OPENQASM 3.0; include "stdgates.inc"; qubit[40] q; bit[40] c; ' + " ".join(f"h q[{i}]; t q[{i}];" for i in range(40)) + " c = measure q;"
+PARAM = 'OPENQASM 3.0; include "stdgates.inc"; input float[64] a; qubit[1] q; bit[1] c; rx(a) q[0]; c[0] = measure q[0];'
+
+
+def primitive(program: str, *pub: object, **parameters: object) -> dict:
+    return {"program_id": program, "parameters": {"pubs": [list(pub)], **parameters}}
+
+
+BAD_INPUTS = {
+    "non-json": ('{"program_id": ', "is not valid JSON"),
+    "empty-file": ("", "is empty"),
+    "unknown-program": (primitive("optimizer", "x"), "'optimizer' is not one of"),
+    "missing-pubs": ({"program_id": "sampler", "parameters": {"shots": 10}}, "pubs must be a non-empty list"),
+    "qasm-syntax": ('OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nh q[0]\ncx q[0], q[1];\n', "syntax error at line"),
+    "undefined-gate": ('OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[1] q;\nbit[1] c;\nwiggle q[0];\nc[0] = measure q[0];\n', "gate 'wiggle' is not defined"),
+    "too-many-qubits": (primitive("sampler", WIDE_T), "40 active qubits exceed"),
+    "zero-shots": (primitive("sampler", PARAM, [0.1], 0), "shots: must be a positive integer, got 0"),
+    "negative-shots": (primitive("sampler", PARAM, [0.1], shots=-3), "got -3"),
+    "fractional-shots": (primitive("sampler", PARAM, [0.1], shots=2.5), "got 2.5"),
+    "wrong-parameter-count": (primitive("sampler", PARAM, [0.1, 0.2]), "the circuit has 1 parameters but parameter_values give 2"),
+    "observable-size": (primitive("estimator", PARAM, "ZZZ", [0.1]), "observables act on 3 qubits but the circuit has 1"),
+    "invalid-pulser": ({"sequence": {"version": "1", "name": "broken"}, "job_runs": 10}, "invalid Pulser sequence"),
+    "zero-job-runs": ({"sequence": {"version": "1"}, "job_runs": 0}, "job_runs"),
+    "deeply-nested": ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_fails_fast_with_one_line_and_no_output(tmp_path: Path, case: str) -> None:
+    content, message = BAD_INPUTS[case]
+    text = content if isinstance(content, str) else json.dumps(content)
+    suffix = ".qasm" if text.startswith("OPENQASM") else ".json"
+    path = tmp_path / f"input{suffix}"
+    path.write_text(text)
+    resource = "pulser" if "pulser" in case or "job-runs" in case else "aer"
+    out = tmp_path / "out.json"
+    result = qrun(resource, str(path), "-o", str(out))
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.seconds < 5, f"took {result.seconds:.1f} s"
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [path], "no temp file may be left behind"
+
+
+def test_absurdly_large_input_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "huge.json"
+    with open(path, "wb") as handle:
+        handle.truncate(65 * 2**20)  # sparse: costs no disk
+    result = qrun("aer", str(path), "-o", str(tmp_path / "out.json"))
+    assert result.returncode == 2 and "is 65 MiB; the limit is 64 MiB" in result.stderr
+    assert result.seconds < 5
+
+
+def test_unknown_resource_lists_the_known_ones() -> None:
+    result = qrun("nosuch", str(CIRCUITS / "bell.qasm"))
+    assert result.returncode == 2
+    assert "unknown resource 'nosuch'" in result.stderr and "known resources: aer, pulser, vqpu, vqpu_pulser" in result.stderr
+
+
+def test_bad_shots_option_is_rejected() -> None:
+    result = qrun("aer", str(CIRCUITS / "bell.qasm"), "--shots", "0")
+    assert result.returncode == 2 and "--shots must be a positive integer" in result.stderr
+
+
+# ------------------------------------------------------------ stop and timeout
+
+def slow_circuit(path: Path, qubits: int = 20, layers: int = 300) -> Path:
+    """Seconds of simulation; OpenQASM 2 because its parser is instant even for 12k gates."""
+    rng = np.random.default_rng(0)
+    lines = ["OPENQASM 2.0;", 'include "qelib1.inc";', f"qreg q[{qubits}];", f"creg c[{qubits}];"]
+    for _ in range(layers):
+        lines += [f"rx({rng.uniform(0, math.pi):.4f}) q[{i}];" for i in range(qubits)]
+        lines += [f"cx q[{i}], q[{i + 1}];" for i in range(qubits - 1)]
+    lines.append("measure q -> c;")
+    path.write_text("\n".join(lines))
+    return path
+
+
+def test_timeout_stops_the_task_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    result = qrun("aer", str(slow_circuit(tmp_path / "slow.qasm")), "-o", str(out), "--timeout", "1")
+    assert result.returncode == 4, result.stderr
+    assert "did not finish within 1 s" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_task_and_exits_non_zero(tmp_path: Path, sig: signal.Signals) -> None:
+    out = tmp_path / "out.json"
+    process = subprocess.Popen(
+        [command("qrun"), "aer", str(slow_circuit(tmp_path / "slow.qasm")), "-o", str(out)],
+        env=clean_env(), stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(3)  # qiskit imported, task running
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 128 + sig, stderr
+    assert f"stopped by {sig.name}" in stderr and "cancelled" in stderr
+    assert not out.exists()
+    assert os.listdir(tmp_path) == ["slow.qasm"]
