@@ -37,6 +37,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     """The test process environment without any QRMI job variables, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if "QRMI" not in k and not k.startswith("SLURM_JOB_QPU")}
     env.pop("SNAKEMAKE_QUANTUM_CONFIG", None)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # as in an activated environment
     env.update(extra)
     return env
 
@@ -131,3 +132,32 @@ def wait_gone(pid: int, timeout: float = 10) -> bool:
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.05)
     return not pid_alive(pid)
+
+
+# ------------------------------------------------------------------ workflows
+
+def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> Run:
+    """Run the real snakemake CLI in ``workdir``."""
+    return run([command("snakemake"), *args], env=env or clean_env(), cwd=workdir, timeout=timeout)
+
+
+def write_workflow(workdir: Path, snakefile: str, files: dict[str, str] | None = None) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "Snakefile").write_text(snakefile)
+    for name, content in (files or {}).items():
+        path = workdir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return workdir
+
+
+def quantum_processes() -> list[str]:
+    """Command lines of live vqpu services and qrun processes (of any owner)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if "cli.vqpu serve" in cmdline or "vqpu serve" in cmdline or "/qrun " in cmdline or cmdline.startswith("qrun "):
+            found.append(f"{process.pid}: {cmdline}")
+    return found

@@ -149,11 +149,11 @@ class LocalResource(QuantumResource):
                 self._queued -= 1  # the lane that dequeues it skips it
                 self._finish_locked(record, TaskStatus.CANCELLED, error="cancelled before it started")
                 return
-            record.status = TaskStatus.CANCELLED
             lane = record.lane
-        # Running: a worker process is killed (and replaced); a thread lane cannot be
-        # interrupted, so there the result is discarded when it arrives.
-        record.log("cancel requested while running")
+            # Final now; whatever the lane returns later is ignored. A worker process is
+            # killed (and replaced); a thread lane cannot be interrupted, so there the
+            # result is simply discarded.
+            self._finish_locked(record, TaskStatus.CANCELLED, error="cancelled while running")
         if lane is not None:
             lane.stop(record.id)
 
@@ -182,6 +182,8 @@ class LocalResource(QuantumResource):
                 "engine": self.engine.engine,
                 "lanes": self.lanes,
                 "queued": self._queued,
+                "running": sum(1 for t in self._tasks.values() if t.status is TaskStatus.RUNNING),
+                "acquired": len(self._tokens),
                 "tasks_kept": len(self._tasks),
                 **self.counters,
             }
@@ -249,11 +251,13 @@ class LocalResource(QuantumResource):
             log.exception("task %s failed unexpectedly", record.id)
             self._finish(record, TaskStatus.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
             return
+        finally:
+            with self._lock:
+                record.lane = None
         metadata["queued_seconds"] = round((record.started or record.submitted) - record.submitted, 6)
         doc = results.document(task.program, (self.resource_id, self.resource_type), body, metadata, task_id=record.id)
         with self._lock:
-            if record.status is TaskStatus.CANCELLED:
-                self._finish_locked(record, TaskStatus.CANCELLED, error="cancelled while running")
+            if record.status.finished:  # stopped while running
                 return
             record.result = doc
             self._finish_locked(record, TaskStatus.COMPLETED)
@@ -263,6 +267,8 @@ class LocalResource(QuantumResource):
             self._finish_locked(record, status, error)
 
     def _finish_locked(self, record: _Task, status: TaskStatus, error: str | None = None) -> None:
+        if record.status.finished:
+            return  # already final (stopped while running): the first word stands
         record.status = status
         record.error = error
         record.finished = time.time()

@@ -21,6 +21,9 @@ class JSONConnection:
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._reader = None
+        # True while a request awaits its reply. If an exchange was interrupted (a signal
+        # while long-polling), the reply may still come: never reuse that connection.
+        self._in_flight = False
 
     def _connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
@@ -29,6 +32,7 @@ class JSONConnection:
         self._reader = sock.makefile("rb")
 
     def close(self) -> None:
+        self._in_flight = False
         if self._reader is not None:
             self._reader.close()
         if self._sock is not None:
@@ -37,6 +41,8 @@ class JSONConnection:
 
     def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
         """Send one request; returns (status, body). Raises WireError on any failure."""
+        if self._in_flight:
+            self.close()
         reused = self._sock is not None
         try:
             if self._sock is None:
@@ -55,6 +61,7 @@ class JSONConnection:
 
     def _exchange(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
         assert self._sock is not None and self._reader is not None
+        self._in_flight = True
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body or b'')}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
@@ -84,6 +91,7 @@ class JSONConnection:
         data = self._reader.read(length)
         if len(data) != length:
             raise _Closed("reply cut short")
+        self._in_flight = False
         if close:
             self.close()
         return status, data

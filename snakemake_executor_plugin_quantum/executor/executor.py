@@ -1,0 +1,229 @@
+"""``snakemake --executor quantum``: routes jobs, owns the run's quantum lifecycle.
+
+On one machine this *is* Snakemake's local executor (jobs in a thread pool, reported
+through future callbacks: no per-job Snakemake process, no status polling), with one
+hook around each job: GPU slots, lane leases, the vQPU it needs, and its QRMI
+environment. With ``classical: slurm`` jobs go to snakemake-executor-plugin-slurm
+instead (see ``slurm.py``). Everything this run starts or acquires is stopped or
+released at the end, on failure, Ctrl-C and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+from typing import Any
+
+from snakemake.exceptions import SpawnedJobError, WorkflowError
+from snakemake.executors.local import Executor as LocalExecutor
+
+from ..errors import QuantumError
+from ..resources.config import load_config
+from ..resources.leases import LaneLeases
+from ..settings import ExecutorSettings
+from . import environ
+from .gpus import GpuSlots, detect_gpus, parse_slots
+from .requests import JobRequest, RequestReader
+from .session import RunSession
+from .sidecars import LocalLauncher, SidecarManager
+
+log = logging.getLogger(__name__)
+
+
+class Executor(LocalExecutor):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.settings: ExecutorSettings = self.workflow.executor_settings or ExecutorSettings()
+        try:
+            self.config = load_config(self.settings.config)
+            self.reader = RequestReader(self.config, self.settings.default_qpu, self.settings.default_vqpu)
+            slots = parse_slots(self.settings.gpu_slots)
+        except QuantumError as exc:
+            raise WorkflowError(str(exc)) from None
+        self.gpus = GpuSlots(slots if slots is not None else detect_gpus())
+        self.leases = LaneLeases(self.settings.lease_dir)
+        self.session = RunSession(dict(os.environ))
+        event_dir = self.settings.vqpu_event_dir or os.path.join(self.workflow.workdir_init, ".snakemake", "quantum", "vqpu")
+        self.sidecars = SidecarManager(
+            LocalLauncher(self.settings.config, self.settings.vqpu_idle_timeout, self.settings.vqpu_walltime),
+            event_dir, self.settings.vqpu_start_timeout, dict(os.environ),
+        )
+        self._requests: dict[Any, JobRequest] = {}
+        self._running: set[Any] = set()
+        self._running_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._previous_sigterm: Any = None
+        self._warned_no_gpu = False
+        self._closed = False
+        environ.install()
+        self._plan_run()
+
+    # ---------------------------------------------------------------- planning
+
+    def _plan_run(self) -> None:
+        """Read every pending job's request now: bad configuration fails before any job runs."""
+        vqpus = {}
+        for job in self.workflow.dag.needrun_jobs():
+            request = self.request(job)
+            if request.gpus > len(self.gpus.ids) and self.gpus.ids:
+                raise WorkflowError(f"rule {request.rule}: gpu={request.gpus} but only {len(self.gpus.ids)} GPU slots exist ({','.join(self.gpus.ids)})")
+            for resource in request.resources:
+                if resource.is_vqpu:
+                    self.sidecars.expect(resource, job)
+                    vqpus[resource.name] = resource
+        if vqpus:
+            log.info("vQPUs for this run: %s", ", ".join(vqpus))
+            self.sidecars.prestart(list(vqpus.values()))
+
+    def request(self, job: Any) -> JobRequest:
+        request = self._requests.get(job)
+        if request is None:
+            try:
+                request = self.reader.read(job.rule.name, job.resources, job.params)
+            except QuantumError as exc:
+                raise WorkflowError(str(exc)) from None
+            self._requests[job] = request
+        return request
+
+    # ------------------------------------------------------------------ running
+
+    def run_job(self, job: Any) -> None:
+        self._install_sigterm()
+        super().run_job(job)
+
+    def cached_or_run(self, job: Any, run_func: Any, *args: Any) -> None:
+        """Runs in a pool thread for every single job (also inside groups)."""
+        request = self.request(job)
+        if not request.is_quantum and not request.gpus:
+            return super().cached_or_run(job, run_func, *args)
+        with self._running_lock:
+            self._running.add(job)
+        try:
+            with contextlib.ExitStack() as stack:
+                variables = self._job_context(job, request, stack)
+                stack.enter_context(environ.job_environment(variables))
+                super().cached_or_run(job, run_func, *args)
+        except QuantumError as exc:
+            raise WorkflowError(f"rule {request.rule}: {exc}") from None
+        finally:
+            with self._running_lock:
+                self._running.discard(job)
+
+    def _job_context(self, job: Any, request: JobRequest, stack: contextlib.ExitStack) -> dict[str, str]:
+        variables: dict[str, str] = {}
+        if request.gpus:
+            if self.gpus.ids:
+                ids = stack.enter_context(self.gpus.hold(request.gpus, self._stop))
+                variables["CUDA_VISIBLE_DEVICES"] = ",".join(ids)
+            elif not self._warned_no_gpu:
+                self._warned_no_gpu = True
+                log.warning("rule %s asks for gpu=%d but no GPU was detected; gpu jobs run without CUDA_VISIBLE_DEVICES", request.rule, request.gpus)
+        if request.is_quantum:
+            event_files = {r.name: self.sidecars.ensure(r) for r in request.resources if r.is_vqpu}
+            for resource in request.resources:
+                if resource.lanes:
+                    stack.enter_context(self.leases.hold(resource.name, resource.lanes, request.lanes, self._stop))
+            runtime = job.resources.get("runtime")
+            timeout = int(runtime) * 60 if isinstance(runtime, int) and runtime > 0 else None
+            variables.update(self.session.job_env(request, event_files, timeout))
+        return variables
+
+    def spawn_job(self, job: Any) -> None:
+        """``run:`` jobs run in a Snakemake subprocess: hand it this job's environment."""
+        cmd = self.format_job_exec(job)
+        try:
+            subprocess.check_call(cmd, shell=True, env=environ.snapshot())
+        except subprocess.CalledProcessError:
+            raise SpawnedJobError() from None
+
+    def handle_job_success(self, job: Any) -> None:
+        super().handle_job_success(job)
+        self._job_done(job)
+
+    def handle_job_error(self, job: Any) -> None:
+        super().handle_job_error(job)
+        if job.restart_times <= job.attempt - 1:  # no retry left: it is done with its vQPU
+            self._job_done(job)
+
+    def _job_done(self, job: Any) -> None:
+        request = self._requests.get(job)
+        if request is None or self._closed:
+            return
+        for resource in request.resources:
+            if resource.is_vqpu:
+                # Release the run's token on the vQPU first, then stop it: in the background.
+                threading.Thread(
+                    target=self.sidecars.done, args=(resource, job, lambda r: self.session.release(r.name)), daemon=True
+                ).start()
+
+    # ---------------------------------------------------------------- stopping
+
+    def _install_sigterm(self) -> None:
+        """SIGTERM stops the run like Ctrl-C (Snakemake alone would wait for running jobs)."""
+        if self._previous_sigterm is not None or threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_sigterm(_signum: int, _frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        self._previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
+
+    def shutdown(self) -> None:
+        try:
+            super().shutdown()
+        finally:
+            self._close()
+
+    def cancel(self) -> None:
+        self._stop.set()
+        try:
+            self._stop_job_processes()
+            super().cancel()
+            self._remove_partial_outputs()
+        finally:
+            self._close()
+
+    def _stop_job_processes(self, timeout: float = 10.0) -> None:
+        """SIGTERM every process of a running job (qrun then stops its task), SIGKILL stragglers."""
+        import psutil
+
+        keep = self.sidecars.pids()  # stopped afterwards, once their clients have stopped their tasks
+        targets = []
+        for child in psutil.Process().children(recursive=False):
+            if child.pid in keep:
+                continue
+            targets.append(child)
+            with contextlib.suppress(psutil.Error):
+                targets.extend(child.children(recursive=True))
+        for process in targets:
+            with contextlib.suppress(psutil.Error):
+                process.terminate()
+        _, alive = psutil.wait_procs(targets, timeout=timeout)
+        for process in alive:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+
+    def _remove_partial_outputs(self) -> None:
+        """Outputs of jobs stopped mid-way are incomplete: remove them (Snakemake removed any
+        older version before the job started)."""
+        with self._running_lock:
+            stopped = list(self._running)
+        for job in stopped:
+            for path in job.output:
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                    os.unlink(path)
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.session.release_all()
+        self.sidecars.stop_all()
+        environ.uninstall()
+        if self._previous_sigterm is not None:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, self._previous_sigterm)

@@ -1,0 +1,136 @@
+"""What a job asks of quantum resources, read from its rule's ``resources``.
+
+    qpu=N             N lanes of QPU (an integer, so ``--resources qpu=N`` caps it)
+    qpu_name="a,b"    which resources from the config (like ``sbatch --qpu=a,b``)
+    vqpu=1            run through a warm vQPU sidecar
+    vqpu_name="x"     which vQPU (a ``vqpu`` resource of the config)
+    gpu=N             N GPUs (distinct CUDA_VISIBLE_DEVICES per running job)
+
+Every mistake is found before any job runs and names the rule and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from ..resources.config import VQPU, ResourceConfig, ResourceDef
+
+DEFAULT_VQPU = ResourceDef("vqpu", VQPU, {"QRMI_VQPU_ENGINE": "aer"})
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    rule: str
+    resources: tuple[ResourceDef, ...] = ()
+    lanes: int = 1
+    gpus: int = 0
+    shots: int | None = None
+
+    @property
+    def is_quantum(self) -> bool:
+        return bool(self.resources)
+
+    @property
+    def vqpus(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.resources if r.is_vqpu)
+
+    @property
+    def kind(self) -> str:
+        """cpu, gpu, qpu or vqpu: what the job's stage is, for plans and graphs."""
+        if self.vqpus:
+            return "vqpu"
+        if self.resources:
+            return "qpu"
+        return "gpu" if self.gpus else "cpu"
+
+
+class RequestReader:
+    """Reads job requests against one resource config and the default-resource settings."""
+
+    def __init__(self, config: ResourceConfig, default_qpu: str | None = None, default_vqpu: str | None = None):
+        self.config = config
+        self.default_qpu = default_qpu
+        self.default_vqpu = default_vqpu
+        for setting, name in (("--quantum-default-qpu", default_qpu), ("--quantum-default-vqpu", default_vqpu)):
+            if name is not None and name not in config:
+                raise ConfigError(f"{setting} {name}: {config.get(name)}")  # get() raises, listing the known names
+
+    def read(self, rule: str, resources: Any, params: Any = None) -> JobRequest:
+        """``resources``/``params`` as Snakemake gives them (mapping-like, ``.get``)."""
+        qpu = _count(rule, "qpu", resources.get("qpu"))
+        vqpu = _count(rule, "vqpu", resources.get("vqpu"))
+        gpus = _count(rule, "gpu", resources.get("gpu"), allow_zero=True) or 0
+        qpu_names = _names(rule, "qpu_name", resources.get("qpu_name"))
+        vqpu_names = _names(rule, "vqpu_name", resources.get("vqpu_name"))
+        chosen: list[ResourceDef] = []
+        if qpu is not None or qpu_names:
+            chosen += [self._resource(rule, n, "qpu_name") for n in (qpu_names or [self._default_qpu(rule)])]
+        if vqpu is not None or vqpu_names:
+            for name in vqpu_names or [self._default_vqpu_name()]:
+                resource = DEFAULT_VQPU if name == "vqpu" and name not in self.config else self._resource(rule, name, "vqpu_name")
+                if not resource.is_vqpu:
+                    raise ConfigError(f"rule {rule}: vqpu_name '{name}' is a {resource.type} resource, not a vqpu; use qpu_name for it")
+                chosen.append(resource)
+        unique = tuple({r.name: r for r in chosen}.values())
+        lanes = qpu or 1
+        for resource in unique:
+            if resource.lanes is not None and lanes > resource.lanes:
+                raise ConfigError(f"rule {rule}: qpu={lanes} but resource '{resource.name}' has only {resource.lanes} lanes")
+        return JobRequest(rule, unique, lanes, gpus, _shots(params))
+
+    def _resource(self, rule: str, name: str, key: str) -> ResourceDef:
+        if name not in self.config:
+            raise ConfigError(
+                f"rule {rule}: {key} '{name}' is not in {self.config.source}; known resources: {', '.join(self.config.names)}"
+            )
+        return self.config.get(name)
+
+    def _default_qpu(self, rule: str) -> str:
+        if self.default_qpu:
+            return self.default_qpu
+        if len(self.config.resources) == 1:
+            return self.config.names[0]
+        raise ConfigError(
+            f"rule {rule} asks for qpu but names no resource and {self.config.source} has "
+            f"{len(self.config.resources)} ({', '.join(self.config.names)}); set resources: qpu_name=\"...\" "
+            "in the rule or --quantum-default-qpu"
+        )
+
+    def _default_vqpu_name(self) -> str:
+        if self.default_vqpu:
+            return self.default_vqpu
+        vqpus = [r.name for r in self.config.resources if r.is_vqpu]
+        if len(vqpus) == 1:
+            return vqpus[0]
+        return "vqpu"  # the config's 'vqpu', or the built-in default Aer vQPU
+
+
+def _count(rule: str, key: str, value: Any, allow_zero: bool = False) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"rule {rule}: resources {key}={value!r} must be an integer")
+    if value < 0 or (value == 0 and not allow_zero):
+        fix = "drop the resource" if value == 0 else "use a positive number"
+        raise ConfigError(f"rule {rule}: resources {key}={value} requests no {key.upper()}; {fix} or set {key}>=1")
+    return value
+
+
+def _names(rule: str, key: str, value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if not isinstance(value, str):
+        raise ConfigError(f"rule {rule}: resources {key}={value!r} must be a string such as \"a\" or \"a,b\"")
+    return [n.strip() for n in value.split(",") if n.strip()]
+
+
+def _shots(params: Any) -> int | None:
+    if params is None:
+        return None
+    try:
+        shots = params.get("shots")
+    except (AttributeError, TypeError):
+        return None
+    return shots if isinstance(shots, int) and not isinstance(shots, bool) else None

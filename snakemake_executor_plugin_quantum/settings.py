@@ -1,0 +1,114 @@
+"""The plugin's settings: ``--quantum-*`` flags, ``SNAKEMAKE_QUANTUM_*`` variables, profile keys.
+
+Snakemake reads one ``common_settings`` per plugin, but our shape depends on where
+classical jobs run. On one machine we are a *local* executor (``--cores``, jobs in
+threads of this process, no per-job Snakemake start-up); with ``classical: slurm`` we
+are a *remote* one (``--jobs N``, groups, default resources). Snakemake builds the
+settings object before it reads ``common_settings.local_exec`` (CLI and API alike), so
+the settings record the mode and ``common_settings`` answers from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
+
+CLASSICAL_MODES = ("local", "slurm")
+QPU_MODES = ("gres", "spank")
+_mode = {"classical": "local"}
+
+
+class _ModeAwareCommonSettings(CommonSettings):
+    @property  # type: ignore[override]
+    def non_local_exec(self) -> bool:
+        return _mode["classical"] == "slurm"
+
+    @non_local_exec.setter
+    def non_local_exec(self, _value: bool) -> None:
+        pass  # decided by ExecutorSettings.classical
+
+
+common_settings = _ModeAwareCommonSettings(
+    non_local_exec=False,
+    implies_no_shared_fs=False,
+    job_deploy_sources=False,
+    pass_envvar_declarations_to_cmd=True,
+    auto_deploy_default_storage_provider=False,
+    # Slurm mode: the first status check comes from our own (short) settings.
+    init_seconds_before_status_checks=0,
+)
+
+
+def _help(text: str, **extra: object) -> dict:
+    # An explicit argparse type: Snakemake would otherwise use the (string) annotation.
+    return {"help": text, "type": str, **extra}
+
+
+@dataclass
+class ExecutorSettings(ExecutorSettingsBase):
+    config: str | None = field(
+        default=None,
+        metadata=_help("Resource config: a spank_qrmi qrmi_config.json, or the same structure in YAML. "
+                       "Default: the embedded local simulators (aer, pulser, vqpu, vqpu_pulser).", env_var=True),
+    )
+    default_qpu: str | None = field(
+        default=None, metadata=_help("Resource for rules with qpu=N but no qpu_name (default: the config's only resource).", env_var=True)
+    )
+    default_vqpu: str | None = field(
+        default=None,
+        metadata=_help("vQPU for rules with vqpu=1 but no vqpu_name (default: the config's only vqpu resource, else 'vqpu').", env_var=True),
+    )
+    classical: str = field(
+        default="local",
+        metadata=_help("Where jobs run: 'local' (this machine, like --executor local) or 'slurm' "
+                       "(sbatch through snakemake-executor-plugin-slurm; use --jobs N).", choices=list(CLASSICAL_MODES), env_var=True),
+    )
+    gpu_slots: str | None = field(
+        default=None,
+        metadata=_help("GPUs that jobs with gpu=N may use: a count ('4') or ids ('0,1,3'). "
+                       "Default: detected with nvidia-smi. Each running job gets its own CUDA_VISIBLE_DEVICES.", env_var=True),
+    )
+    lease_dir: str | None = field(
+        default=None,
+        metadata=_help("Directory of lane lease files that cap per-resource concurrency across Snakemake runs "
+                       "(default ~/.cache/snakemake-quantum/leases; must be shared by the runs it should cap).", env_var=True),
+    )
+    vqpu_idle_timeout: int = field(
+        default=300, metadata=_help("Seconds a vQPU sidecar may sit idle before it stops itself (0: never).", type=int)
+    )
+    vqpu_walltime: int = field(
+        default=0, metadata=_help("Seconds a vQPU sidecar may run in all (0: unlimited).", type=int)
+    )
+    vqpu_start_timeout: int = field(
+        default=180, metadata=_help("Seconds to wait for a vQPU to become ready (its event file).", type=int)
+    )
+    vqpu_event_dir: str | None = field(
+        default=None, metadata=_help("Directory for vQPU event files (default .snakemake/quantum/vqpu in the working directory).")
+    )
+    # ---- Slurm (classical: slurm). Mirrors of the slurm plugin's settings we need.
+    slurm_qpu_mode: str = field(
+        default="gres",
+        metadata=_help("How QPU jobs ask Slurm for their resources: 'gres' (--gres=qpu:N) or 'spank' "
+                       "(--qpu=<names>, for sites with the spank_qrmi plugin).", choices=list(QPU_MODES)),
+    )
+    slurm_status_command: str | None = field(
+        default=None, metadata=_help("Slurm status command: 'sacct' or 'squeue' (default: sacct if accounting works, else squeue).")
+    )
+    slurm_init_seconds: int = field(
+        default=1, metadata=_help("Seconds before the first Slurm status check.", type=int)
+    )
+    slurm_status_interval: int = field(
+        default=2, metadata=_help("Seconds between Slurm status checks.", type=int)
+    )
+    slurm_logdir: str | None = field(
+        default=None, metadata=_help("Directory for Slurm job logs (default .snakemake/slurm_logs).")
+    )
+    slurm_vqpu_partition: str | None = field(
+        default=None, metadata=_help("Partition for vQPU sidecar jobs (default: the vQPU resource's slurm.partition, else the cluster default).")
+    )
+
+    def __post_init__(self) -> None:
+        if self.classical not in CLASSICAL_MODES:
+            raise ValueError(f"--quantum-classical must be one of {', '.join(CLASSICAL_MODES)}, got {self.classical!r}")
+        _mode["classical"] = self.classical
