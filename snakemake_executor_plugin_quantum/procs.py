@@ -7,13 +7,18 @@ import signal
 
 
 def pid_alive(pid: int) -> bool:
+    """Is ``pid`` a running process? A zombie (dead, not yet reaped) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # alive, someone else's
-    return True
+        pass  # alive, someone else's
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def die_with_parent() -> None:

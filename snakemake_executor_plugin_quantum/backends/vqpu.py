@@ -16,6 +16,7 @@ from urllib.parse import quote
 from ..errors import (
     PayloadError,
     QuantumError,
+    ResourceLimitError,
     ResourceUnavailableError,
     TaskFailedError,
     TaskTimeoutError,
@@ -99,6 +100,8 @@ class VQPUClient(QuantumResource):
         message = payload.get("error") if isinstance(payload, dict) else None
         message = message or f"HTTP {status}"
         if status in (400, 413):
+            if isinstance(payload, dict) and payload.get("kind") == "ResourceLimitError":
+                raise ResourceLimitError(message)
             raise PayloadError(message)
         if status == 401:
             raise ResourceUnavailableError(f"vQPU '{self.resource_id}' refused the token in {self.event_file}: {message}")

@@ -23,8 +23,9 @@ import sys
 from typing import Any
 
 from ..errors import QuantumError, UsageError
+from ..resources.resolve import resolve_resource
 from ..resources.types import AER, PULSER
-from .common import resolve_resource, run_command
+from .common import run_command
 
 IN_PROCESS_TYPES = (AER, PULSER)
 

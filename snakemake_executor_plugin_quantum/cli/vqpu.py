@@ -19,8 +19,9 @@ import sys
 import time
 
 from ..errors import ConfigError, QuantumError, ResourceUnavailableError
+from ..resources.resolve import CONFIG_ENV
 from ..vqpu.events import VQPUEvent, clear_event, default_event_dir, event_path, read_event
-from .common import CONFIG_ENV, run_command
+from .common import run_command
 
 
 def _parser() -> argparse.ArgumentParser:

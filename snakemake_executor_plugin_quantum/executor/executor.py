@@ -123,6 +123,9 @@ class Executor(LocalExecutor):
                 self._warned_no_gpu = True
                 log.warning("rule %s asks for gpu=%d but no GPU was detected; gpu jobs run without CUDA_VISIBLE_DEVICES", request.rule, request.gpus)
         if request.is_quantum:
+            for resource in request.resources:
+                if resource.is_vqpu:
+                    self.sidecars.expect(resource, job)  # jobs a checkpoint added were not known at the start
             event_files = {r.name: self.sidecars.ensure(r) for r in request.resources if r.is_vqpu}
             for resource in request.resources:
                 if resource.lanes:

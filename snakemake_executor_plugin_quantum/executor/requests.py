@@ -55,7 +55,7 @@ class RequestReader:
         self.default_vqpu = default_vqpu
         for setting, name in (("--quantum-default-qpu", default_qpu), ("--quantum-default-vqpu", default_vqpu)):
             if name is not None and name not in config:
-                raise ConfigError(f"{setting} {name}: {config.get(name)}")  # get() raises, listing the known names
+                raise ConfigError(f"{setting} {name}: not in {config.source}; known resources: {', '.join(config.names)}")
 
     def read(self, rule: str, resources: Any, params: Any = None) -> JobRequest:
         """``resources``/``params`` as Snakemake gives them (mapping-like, ``.get``)."""

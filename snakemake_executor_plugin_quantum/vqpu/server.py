@@ -191,6 +191,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:  # noqa: N802
         self._dispatch("DELETE")
 
+    def do_PUT(self) -> None:  # noqa: N802
+        self._discard_body()
+        self._reply(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"PUT not allowed on {self.path}"})
+
+    do_PATCH = do_PUT
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors the standard library raises itself (bad request line, unknown method) as JSON too."""
+        self.close_connection = True
+        self._reply(HTTPStatus(code), {"error": message or explain or HTTPStatus(code).phrase})
+
     def _dispatch(self, method: str) -> None:
         service = self.server.service
         service.touch(+1)
@@ -206,8 +217,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = HTTPStatus.CONFLICT, {"error": str(exc)}
         except ResourceUnavailableError as exc:
             status, body = HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)}
-        except PayloadError as exc:
-            status, body = HTTPStatus.BAD_REQUEST, {"error": str(exc)}
+        except PayloadError as exc:  # ResourceLimitError too: the kind lets clients tell them apart
+            status, body = HTTPStatus.BAD_REQUEST, {"error": str(exc), "kind": type(exc).__name__}
         except QuantumError as exc:
             status, body = HTTPStatus.BAD_REQUEST, {"error": str(exc)}
         except Exception as exc:  # a request must never take the service down

@@ -50,14 +50,14 @@ class JSONConnection:
             return self._exchange(method, path, body, headers)
         except (OSError, ValueError) as exc:
             self.close()
-            if reused and isinstance(exc, (ConnectionResetError, BrokenPipeError, _Closed)):
-                self._connect()  # the server closed an idle keep-alive connection: once more
-                try:
-                    return self._exchange(method, path, body, headers)
-                except (OSError, ValueError) as again:
-                    self.close()
-                    raise WireError(str(again) or type(again).__name__) from None
-            raise WireError(str(exc) or type(exc).__name__) from None
+            if not (reused and isinstance(exc, (ConnectionResetError, BrokenPipeError, _Closed))):
+                raise WireError(str(exc) or type(exc).__name__) from None
+        try:  # the server closed an idle keep-alive connection: once more, on a new one
+            self._connect()
+            return self._exchange(method, path, body, headers)
+        except (OSError, ValueError) as again:
+            self.close()
+            raise WireError(str(again) or type(again).__name__) from None
 
     def _exchange(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
         assert self._sock is not None and self._reader is not None

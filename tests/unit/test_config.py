@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from snakemake_executor_plugin_quantum.cli.common import resolve_resource
 from snakemake_executor_plugin_quantum.errors import ConfigError
 from snakemake_executor_plugin_quantum.resources import jobenv
 from snakemake_executor_plugin_quantum.resources.config import (
@@ -15,6 +14,7 @@ from snakemake_executor_plugin_quantum.resources.config import (
     load_config,
     parse_config,
 )
+from snakemake_executor_plugin_quantum.resources.resolve import resolve_resource
 
 SPANK_EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "qrmi_config.example.json"
 EXAMPLE = {

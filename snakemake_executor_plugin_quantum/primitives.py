@@ -1,0 +1,321 @@
+"""Qiskit ``SamplerV2`` / ``EstimatorV2`` that run through the job's quantum resource.
+
+An existing Qiskit program runs unchanged in a Snakemake ``run:``/``script:`` rule or
+on a Slurm node: ``SamplerV2()`` finds the resource the job was given (the QRMI job
+environment, as ``qrun`` does), sends all pubs of a ``run`` as one QRMI payload
+(OpenQASM 3 text, the form QRMI's generators write) and turns our result document back
+into Qiskit's ``PrimitiveResult``. How results differ from Qiskit's reference
+primitives is in docs/primitives.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from qiskit import qasm3
+from qiskit.circuit import ClassicalRegister, ControlFlowOp, QuantumCircuit
+from qiskit.primitives import (
+    BaseEstimatorV2,
+    BasePrimitiveJob,
+    BaseSamplerV2,
+    BitArray,
+    DataBin,
+    PrimitiveResult,
+    PubResult,
+    SamplerPubResult,
+)
+from qiskit.primitives.containers.estimator_pub import EstimatorPub, EstimatorPubLike
+from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
+
+from .backends import QuantumResource, TaskStatus, open_resource
+from .errors import PayloadError, QuantumError, TaskFailedError, TaskTimeoutError
+from .resources.resolve import resolve_resource
+
+__all__ = ["SamplerV2", "EstimatorV2", "QuantumPrimitiveJob"]
+
+log = logging.getLogger(__name__)
+
+# A waiting result() holds the resource this long at most, so cancel() from another
+# thread gets in (the vQPU client has one connection and is not thread-safe).
+WAIT_SLICE = 1.0
+
+
+class _Primitive:
+    def __init__(self, resource: str | QuantumResource | None, seed: int | None, options: Mapping[str, Any] | None,
+                 environ: Mapping[str, str] | None, config: str | None):
+        if resource is not None and not isinstance(resource, (str, QuantumResource)):
+            raise TypeError(f"resource must be a resource name or a QuantumResource, not {type(resource).__name__}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self._name = resource if isinstance(resource, str) else None
+        self._resource = resource if isinstance(resource, QuantumResource) else None
+        self.seed = seed
+        self.options = dict(options or {})
+        self._environ, self._config = environ, config
+        self._lock = threading.RLock()  # one call at a time on the resource
+        self._finalizer: weakref.finalize | None = None
+
+    @property
+    def resource(self) -> QuantumResource:
+        """The resource, opened (and acquired, unless the job holds a token) on first use."""
+        with self._lock:
+            if self._resource is None:
+                environ = os.environ if self._environ is None else self._environ
+                found = resolve_resource(self._name, self._config, environ)
+                resource = open_resource(found.name, found.type, found.settings)
+                try:
+                    token = None if found.settings.get("QRMI_JOB_ACQUISITION_TOKEN") else resource.acquire()
+                except BaseException:
+                    resource.close()
+                    raise
+                self._finalizer = weakref.finalize(self, _release, resource, token)
+                self._resource = resource
+            return self._resource
+
+    def close(self) -> None:
+        """Release and close a resource this primitive opened; one passed in stays open."""
+        with self._lock:
+            if self._finalizer is not None:
+                self._finalizer()
+                self._finalizer = self._resource = None
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _submit(self, program: str, parameters: dict[str, Any], convert: Any) -> QuantumPrimitiveJob:
+        options = dict(self.options)
+        if self.seed is not None:  # the simulators honour it; IBM's Sampler accepts it too
+            options["simulator"] = {**options.get("simulator", {}), "seed_simulator": self.seed}
+        payload = {"program_id": program, "parameters": {**parameters, "version": 2, "options": options}}
+        with self._lock:
+            task_id = self.resource.task_start(payload)
+        return QuantumPrimitiveJob(self, task_id, convert)
+
+
+def _release(resource: QuantumResource, token: str | None) -> None:
+    try:
+        if token is not None:
+            resource.release(token)
+    except (QuantumError, OSError) as exc:  # the resource is gone: nothing left to release
+        log.debug("could not release %s: %s", resource.resource_id, exc)
+    finally:
+        resource.close()
+
+
+class SamplerV2(_Primitive, BaseSamplerV2):
+    """Qiskit's SamplerV2 on a named resource (default: the job's only one).
+
+    Results are built from counts, so each ``BitArray`` holds the right outcomes in the
+    right numbers but not in the order they were measured; registers of one circuit stay
+    correlated shot by shot unless the circuit has classical control flow.
+    """
+
+    def __init__(self, resource: str | QuantumResource | None = None, *, default_shots: int = 1024,
+                 seed: int | None = None, options: Mapping[str, Any] | None = None,
+                 environ: Mapping[str, str] | None = None, config: str | None = None):
+        super().__init__(resource, seed, options, environ, config)
+        self.default_shots = default_shots
+
+    def run(self, pubs: Iterable[SamplerPubLike], *, shots: int | None = None) -> QuantumPrimitiveJob:
+        shots = self.default_shots if shots is None else shots
+        coerced = [SamplerPub.coerce(pub, shots) for pub in pubs]
+        joined = [_joined(pub.circuit) for pub in coerced]
+        items = [[_qasm(circuit, i), _values(pub), pub.shots] for i, (pub, (circuit, _)) in enumerate(zip(coerced, joined, strict=True))]
+        return self._submit("sampler", {"pubs": items, "shots": shots},
+                            lambda doc: _sampler_result(doc, coerced, [split for _, split in joined]))
+
+
+class EstimatorV2(_Primitive, BaseEstimatorV2):
+    """Qiskit's EstimatorV2 on a named resource (default: the job's only one).
+
+    ``default_precision=None`` leaves the precision to the resource: exact expectation
+    values on our simulators, the device default on hardware.
+    """
+
+    def __init__(self, resource: str | QuantumResource | None = None, *, default_precision: float | None = None,
+                 seed: int | None = None, options: Mapping[str, Any] | None = None,
+                 environ: Mapping[str, str] | None = None, config: str | None = None):
+        super().__init__(resource, seed, options, environ, config)
+        self.default_precision = default_precision
+
+    def run(self, pubs: Iterable[EstimatorPubLike], *, precision: float | None = None) -> QuantumPrimitiveJob:
+        precision = self.default_precision if precision is None else precision
+        coerced = [EstimatorPub.coerce(pub, precision) for pub in pubs]
+        items = [[_qasm(pub.circuit, i), pub.observables.tolist(), _values(pub), pub.precision] for i, pub in enumerate(coerced)]
+        return self._submit("estimator", {"pubs": items}, lambda doc: _estimator_result(doc, coerced))
+
+
+class QuantumPrimitiveJob(BasePrimitiveJob[PrimitiveResult, TaskStatus]):
+    """A task on the resource; ``job_id()`` is its task id, ``status()`` its TaskStatus."""
+
+    def __init__(self, primitive: _Primitive, task_id: str, convert: Any):
+        super().__init__(task_id)
+        self._primitive, self._convert = primitive, convert
+        self._final: TaskStatus | None = None  # cached: services forget old tasks
+        self._result: PrimitiveResult | None = None
+
+    def result(self, timeout: float | None = None) -> PrimitiveResult:
+        """Wait for the task; a failed or cancelled one raises TaskFailedError saying why."""
+        if self._result is None:
+            try:
+                document = self._wait(timeout)
+            except TaskFailedError:
+                self.status()
+                raise
+            self._final = TaskStatus.COMPLETED
+            self._result = self._convert(document)
+        return self._result
+
+    def _wait(self, timeout: float | None) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = WAIT_SLICE if deadline is None else max(0.0, min(WAIT_SLICE, deadline - time.monotonic()))
+            with self._primitive._lock:
+                try:
+                    return self._primitive.resource.wait_result(self._job_id, left)
+                except TaskTimeoutError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise TaskTimeoutError(f"job {self._job_id} did not finish within {timeout:g} s") from None
+            time.sleep(0.001)  # let a thread blocked on the lock (cancel, status) take it first
+
+    def status(self) -> TaskStatus:
+        if self._final is None:
+            with self._primitive._lock:
+                status = self._primitive.resource.task_status(self._job_id)
+            if status.finished:
+                self._final = status
+            return status
+        return self._final
+
+    def done(self) -> bool:
+        return self.status() is TaskStatus.COMPLETED
+
+    def running(self) -> bool:
+        return self.status() is TaskStatus.RUNNING
+
+    def cancelled(self) -> bool:
+        return self.status() is TaskStatus.CANCELLED
+
+    def in_final_state(self) -> bool:
+        return self.status().finished
+
+    def cancel(self) -> None:
+        """Stop the task if it is queued or running (a no-op once it has finished)."""
+        with self._primitive._lock:
+            self._primitive.resource.task_stop(self._job_id)
+
+
+# ------------------------------------------------------------------ payloads
+
+
+def _qasm(circuit: QuantumCircuit, index: int) -> str:
+    # As QRMI's generators write it; inputs are declared in circuit.parameters order,
+    # which is the order the resource binds values in.
+    try:
+        return qasm3.dumps(circuit, disable_constants=True, allow_aliasing=True,
+                           experimental=qasm3.ExperimentalFeatures.SWITCH_CASE_V1)
+    except qasm3.QASM3ExporterError as exc:
+        raise PayloadError(f"pub {index}: the circuit cannot be written as OpenQASM 3: {exc}") from None
+
+
+def _values(pub: SamplerPub | EstimatorPub) -> list[Any]:
+    return pub.parameter_values.as_array(pub.circuit.parameters).tolist()
+
+
+def _joined(circuit: QuantumCircuit) -> tuple[QuantumCircuit, dict[str, list[int]] | None]:
+    """The circuit with all its bits in one register, and where each register's bits are.
+
+    Results arrive as counts per register; measured into one register, the registers
+    keep their shot-by-shot correlation. Not done when bits are read back (control flow).
+    """
+    if len(circuit.cregs) < 2 or circuit.num_vars or list(itertools.chain(*circuit.qregs)) != circuit.qubits:
+        return circuit, None
+    if any(isinstance(op.operation, ControlFlowOp) or op.name == "store" for op in circuit.data):
+        return circuit, None
+    index = {bit: circuit.find_bit(bit).index for bit in circuit.clbits}
+    joint = ClassicalRegister(circuit.num_clbits, "c")
+    out = QuantumCircuit(*circuit.qregs, joint, name=circuit.name, global_phase=circuit.global_phase, metadata=circuit.metadata)
+    for op in circuit.data:
+        out.append(op.operation, op.qubits, [joint[index[bit]] for bit in op.clbits], copy=False)
+    return out, {creg.name: [index[bit] for bit in creg] for creg in circuit.cregs}
+
+
+# ------------------------------------------------------------------- results
+
+
+def _pubs(document: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    pubs = document.get("pubs")
+    if not isinstance(pubs, list) or len(pubs) != count:
+        raise QuantumError(f"task {document.get('task_id')} returned {len(pubs) if isinstance(pubs, list) else 'no'} pub results for {count} pubs")
+    return pubs
+
+
+def _metadata(document: dict[str, Any]) -> dict[str, Any]:
+    return {"version": 2, "task_id": document.get("task_id"), "resource": document.get("resource"), **document.get("metadata", {})}
+
+
+def _vendor(document: dict[str, Any]) -> PrimitiveResult | None:
+    """A QPU's own result (IBM Runtime JSON under ``vendor_result``), decoded as such."""
+    if "vendor_result" not in document:
+        return None
+    try:
+        from qiskit_ibm_runtime import RuntimeDecoder
+    except ImportError:
+        raise QuantumError("decoding a QPU's result needs pip install 'snakemake-executor-plugin-quantum[ibm]'") from None
+    result = json.loads(json.dumps(document["vendor_result"]), cls=RuntimeDecoder)
+    if not isinstance(result, PrimitiveResult):
+        raise QuantumError(f"task {document.get('task_id')} returned a {type(result).__name__}, not a PrimitiveResult")
+    return result
+
+
+def _sampler_result(document: dict[str, Any], pubs: list[SamplerPub], splits: list[Any]) -> PrimitiveResult:
+    if (vendor := _vendor(document)) is not None:
+        return vendor
+    out = []
+    for pub, split, item in zip(pubs, splits, _pubs(document, len(pubs)), strict=True):
+        shape = tuple(item["shape"])
+        arrays = {name: _bit_array(reg["counts"], reg["num_bits"], shape) for name, reg in item["registers"].items()}
+        if split is not None:
+            (whole,) = arrays.values()
+            arrays = {name: whole.slice_bits(bits) for name, bits in split.items()}
+        metadata = {"shots": item["shots"], "circuit_metadata": pub.circuit.metadata}
+        out.append(SamplerPubResult(DataBin(**arrays, shape=shape), metadata=metadata))
+    return PrimitiveResult(out, metadata=_metadata(document))
+
+
+def _bit_array(counts: Any, num_bits: int, shape: tuple[int, ...]) -> BitArray:
+    flat = [counts] if not shape else list(_flatten(counts, len(shape)))
+    return BitArray.from_counts(flat, num_bits).reshape(shape)
+
+
+def _flatten(nested: Any, depth: int) -> Iterable[Any]:
+    for item in nested:
+        if depth > 1:
+            yield from _flatten(item, depth - 1)
+        else:
+            yield item
+
+
+def _estimator_result(document: dict[str, Any], pubs: list[EstimatorPub]) -> PrimitiveResult:
+    if (vendor := _vendor(document)) is not None:
+        return vendor
+    out = []
+    for pub, item in zip(pubs, _pubs(document, len(pubs)), strict=True):
+        shape = tuple(item["shape"])
+        evs = np.asarray(item["evs"], dtype=float).reshape(shape)
+        stds = np.asarray(item["stds"], dtype=float).reshape(shape)
+        metadata = {"target_precision": item.get("precision", pub.precision), "circuit_metadata": pub.circuit.metadata}
+        out.append(PubResult(DataBin(evs=evs, stds=stds, shape=shape), metadata=metadata))
+    return PrimitiveResult(out, metadata=_metadata(document))

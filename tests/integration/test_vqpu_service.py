@@ -1,0 +1,279 @@
+"""The vQPU service as a real process on a real socket."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import stat
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import (
+    CIRCUITS,
+    Service,
+    clean_env,
+    command,
+    run,
+    start_service,
+    stop_service,
+    wait_gone,
+)
+
+from snakemake_executor_plugin_quantum.backends.vqpu import VQPUClient
+from snakemake_executor_plugin_quantum.errors import PayloadError, TaskFailedError
+
+pytestmark = pytest.mark.slow
+
+GHZ = (CIRCUITS / "ghz5.qasm").read_text()
+SAMPLE = {"program_id": "sampler", "parameters": {"pubs": [[GHZ]], "shots": 200}}
+
+
+def client(service: Service) -> VQPUClient:
+    return VQPUClient(service.name, {"QRMI_VQPU_EVENT_FILE": str(service.event_file)})
+
+
+def raw(service: Service, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict]:
+    event = service.event()
+    connection = http.client.HTTPConnection(event["host"], event["port"], timeout=30)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+        return response.status, json.loads(data) if data else {}
+    finally:
+        connection.close()
+
+
+def auth(service: Service) -> dict:
+    return {"Authorization": f"Bearer {service.event()['token']}"}
+
+
+def test_event_file_is_private_and_complete(aer_vqpu: Service) -> None:
+    mode = stat.S_IMODE(os.stat(aer_vqpu.event_file).st_mode)
+    assert mode == 0o600
+    event = aer_vqpu.event()
+    assert {"name", "host", "port", "pid", "token", "engine", "qubits", "started"} <= set(event)
+    assert event["pid"] == aer_vqpu.process.pid and event["host"] == "127.0.0.1" and event["engine"] == "aer"
+
+
+@pytest.mark.parametrize("token", [None, "Bearer wrong", "Basic abc"])
+def test_missing_or_wrong_token_gets_401(aer_vqpu: Service, token: str | None) -> None:
+    headers = {"Authorization": token} if token else {}
+    status, body = raw(aer_vqpu, "POST", "/v1/tasks", json.dumps(SAMPLE).encode(), headers)
+    assert status == 401 and "token" in body["error"]
+    assert client(aer_vqpu).health()["ok"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "message"),
+    [
+        ("POST", "/v1/tasks", b"{not json", 400, "not valid JSON"),
+        ("POST", "/v1/tasks", b"", 400, "empty"),
+        ("POST", "/v1/tasks", b'{"program_id": "sampler"}', 400, "'parameters' is a required property"),
+        ("POST", "/v1/tasks", json.dumps({"program_id": "sampler", "parameters": {"pubs": [["OPENQASM 3.0; qubit q; wobble q;"]]}}).encode(), 400, "invalid OpenQASM 3"),
+        ("GET", "/v1/tasks/" + "0" * 32, None, 404, "no task"),
+        ("GET", "/v1/nowhere", None, 404, "no route"),
+        ("PUT", "/v1/tasks", b"{}", 405, "PUT not allowed"),
+        ("OPTIONS", "/v1/tasks", None, 501, "Unsupported method"),
+        ("GET", "/v1/tasks/" + "0" * 32 + "?wait=soon", None, 400, "is not a number"),
+    ],
+)
+def test_malformed_requests_get_4xx_and_the_service_keeps_serving(aer_vqpu: Service, method: str, path: str, body: bytes | None, status: int, message: str | None) -> None:
+    got, reply = raw(aer_vqpu, method, path, body, auth(aer_vqpu))
+    assert got == status
+    if message:
+        assert message in reply["error"] and "\n" not in reply["error"]
+    result = client(aer_vqpu).run(SAMPLE)
+    assert sum(result["pubs"][0]["registers"]["meas"]["counts"].values()) == 200
+
+
+def test_oversized_request_is_refused_without_reading_it(aer_vqpu: Service) -> None:
+    headers = {**auth(aer_vqpu), "Content-Length": str(65 * 2**20)}
+    event = aer_vqpu.event()
+    connection = http.client.HTTPConnection(event["host"], event["port"], timeout=30)
+    connection.putrequest("POST", "/v1/tasks")
+    for key, value in headers.items():
+        connection.putheader(key, value)
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413 and b"exceeds the limit" in response.read()
+    connection.close()
+    assert client(aer_vqpu).health()["ok"]
+
+
+def test_garbage_on_the_socket_does_not_hurt(aer_vqpu: Service) -> None:
+    import socket
+
+    event = aer_vqpu.event()
+    with socket.create_connection((event["host"], event["port"]), timeout=10) as sock:
+        sock.sendall(b"\x00\xff garbage \r\n\r\n")
+        assert b"error" in sock.recv(200)  # a JSON error (bare, as HTTP/0.9 has no status line)
+    assert client(aer_vqpu).health()["ok"]
+
+
+def test_shot_and_qubit_limits(tmp_path: Path) -> None:
+    env = clean_env(lim_QRMI_MAX_SHOTS="1000", lim_QRMI_AER_MAX_MEMORY_MB="1")
+    service = start_service("lim", tmp_path / "events", "--lanes", "1", env=env)
+    try:
+        with pytest.raises(PayloadError, match="limit of 1000 shots"):
+            client(service).run({"program_id": "sampler", "parameters": {"pubs": [[GHZ]], "shots": 1001}})
+        wide = 'OPENQASM 3.0; include "stdgates.inc"; qubit[20] q; bit[20] c; ' + " ".join(f"h q[{i}]; t q[{i}];" for i in range(20)) + " c = measure q;"
+        with pytest.raises(PayloadError, match="20 active qubits exceed"):
+            client(service).run({"program_id": "sampler", "parameters": {"pubs": [[wide]], "shots": 10}})
+    finally:
+        stop_service(service)
+
+
+def test_serving_off_loopback_needs_a_token(tmp_path: Path) -> None:
+    result = run([command("vqpu"), "serve", "x", "--host", "0.0.0.0", "--no-token", "--event-dir", str(tmp_path)], timeout=120)
+    assert result.returncode != 0 and "refusing to serve on 0.0.0.0 without a token" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def long_circuit(qubits: int = 20, layers: int = 400) -> str:
+    lines = ["OPENQASM 2.0;", 'include "qelib1.inc";', f"qreg q[{qubits}];", f"creg c[{qubits}];"]
+    for layer in range(layers):
+        lines += [f"rx({0.1 + 0.01 * layer:.3f}) q[{i}];" for i in range(qubits)]
+        lines += [f"cx q[{i}],q[{i + 1}];" for i in range(qubits - 1)]
+    return "\n".join(lines + ["measure q -> c;"])
+
+
+def test_stopping_a_running_task_kills_its_worker_and_service_goes_on(tmp_path: Path) -> None:
+    service = start_service("stopper", tmp_path / "events", "--lanes", "1")
+    try:
+        c = client(service)
+        workers_before = {p.pid for p in psutil.Process(service.process.pid).children(recursive=True)}
+        task = c.task_start({"program_id": "sampler", "parameters": {"pubs": [[long_circuit()]], "shots": 10}})
+        deadline = time.monotonic() + 30
+        while c.task_status(task).value != "Running":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        started = time.monotonic()
+        health = c.health()  # answers while the worker simulates
+        assert health["ok"] and time.monotonic() - started < 1.0
+        c.task_stop(task)
+        assert c.task_status(task).value == "Cancelled"
+        with pytest.raises(TaskFailedError, match="cancelled"):
+            c.task_result(task)
+        result = c.run(SAMPLE, timeout=60)  # a fresh worker serves the next task
+        assert set(result["pubs"][0]["registers"]["meas"]["counts"]) <= {"00000", "11111"}
+        workers_after = {p.pid for p in psutil.Process(service.process.pid).children(recursive=True)}
+        assert workers_before - workers_after, "the worker running the stopped task was killed"
+    finally:
+        stop_service(service)
+
+
+def test_eight_clients_hundred_tasks_each_without_errors_and_bounded_memory(aer_vqpu: Service) -> None:
+    def tree_rss() -> int:
+        root = psutil.Process(aer_vqpu.process.pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+
+    client(aer_vqpu).run(SAMPLE)
+    rss_before = tree_rss()
+    errors: list[str] = []
+    results: list[int] = []
+
+    def worker(index: int) -> None:
+        c = client(aer_vqpu)
+        payload = {"program_id": "sampler", "parameters": {"pubs": [[GHZ]], "shots": 100 + index}}
+        for _ in range(100):
+            try:
+                result = c.run(payload)
+                counts = result["pubs"][0]["registers"]["meas"]["counts"]
+                assert set(counts) <= {"00000", "11111"}
+                results.append(sum(counts.values()) - index)
+            except Exception as exc:  # collected: the test reports every failure
+                errors.append(repr(exc))
+        c.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert errors == []
+    assert results == [100] * 800  # every client got its own shots back, never another's
+    growth_mb = (tree_rss() - rss_before) / 2**20
+    assert growth_mb < 100, f"service memory grew by {growth_mb:.0f} MiB over 800 tasks"
+
+
+@pytest.mark.parametrize("option", ["--idle-timeout", "--walltime"])
+def test_service_stops_itself_on_idle_timeout_and_walltime(tmp_path: Path, option: str) -> None:
+    service = start_service("shy", tmp_path / "events", option, "2", "--lanes", "1")
+    try:
+        service.process.wait(30)
+        assert not service.event_file.exists()
+        assert ("idle for 2 s" if option == "--idle-timeout" else "walltime of 2 s reached") in service.process.stderr.read()
+    finally:
+        stop_service(service)
+
+
+def test_service_stops_when_its_parent_dies(tmp_path: Path) -> None:
+    parent = subprocess.Popen(["sleep", "3"])
+    service = start_service("orphan", tmp_path / "events", "--parent-pid", str(parent.pid), "--lanes", "1")
+    try:
+        workers = [p.pid for p in psutil.Process(service.process.pid).children(recursive=True)]
+        parent.wait()
+        service.process.wait(30)
+        assert not service.event_file.exists()
+        assert all(wait_gone(pid) for pid in workers)
+    finally:
+        stop_service(service)
+
+
+def test_kill_9_of_the_service_takes_its_workers_with_it(tmp_path: Path) -> None:
+    service = start_service("doomed", tmp_path / "events", "--lanes", "2")
+    workers = [p.pid for p in psutil.Process(service.process.pid).children(recursive=True)]
+    assert len(workers) >= 3  # forkserver, two lanes (and the resource tracker)
+    service.process.send_signal(signal.SIGKILL)
+    service.process.wait(10)
+    assert all(wait_gone(pid) for pid in workers), "no worker may outlive its service"
+    with pytest.raises(Exception, match="is gone"):
+        client(service).health()
+    stop_service(service)
+
+
+def test_status_and_stop_commands(tmp_path: Path) -> None:
+    events = tmp_path / "events"
+    service = start_service("cli", events, "--lanes", "1")
+    try:
+        status = run([command("vqpu"), "status", "--event-dir", str(events)])
+        assert status.returncode == 0 and "cli: up  aer" in status.stdout
+        stopped = run([command("vqpu"), "stop", "cli", "--event-dir", str(events)])
+        assert stopped.returncode == 0 and f"stopped (pid {service.process.pid})" in stopped.stdout
+        service.process.wait(10)
+        assert not service.event_file.exists()
+        after = run([command("vqpu"), "status", "cli", "--event-dir", str(events)])
+        assert after.returncode == 1 and "cli: not running" in after.stdout
+    finally:
+        stop_service(service)
+
+
+def test_stale_event_file_is_cleared_by_stop(tmp_path: Path) -> None:
+    events = tmp_path / "events"
+    service = start_service("stale", events, "--lanes", "1")
+    service.process.send_signal(signal.SIGKILL)
+    service.process.wait(10)
+    assert service.event_file.exists()  # kill -9 leaves it behind
+    stopped = run([command("vqpu"), "stop", "stale", "--event-dir", str(events)])
+    assert "stale event removed" in stopped.stdout and not service.event_file.exists()
+    stop_service(service)
+
+
+def test_pulser_vqpu_runs_sequences(tmp_path: Path) -> None:
+    from test_qrun import pulser_sequence
+
+    service = start_service("atoms", tmp_path / "events", "--engine", "pulser", "--lanes", "1")
+    try:
+        result = client(service).run({"sequence": pulser_sequence(), "job_runs": 300, "seed": 5})
+        assert sum(result["counts"].values()) == 300 and result["atoms"] == ["q0", "q1", "q2"]
+        with pytest.raises(PayloadError, match="cannot run a Qiskit primitive payload"):
+            client(service).run(SAMPLE)
+    finally:
+        stop_service(service)
