@@ -161,3 +161,54 @@ def quantum_processes() -> list[str]:
         if "cli.vqpu serve" in cmdline or "vqpu serve" in cmdline or "/qrun " in cmdline or cmdline.startswith("qrun "):
             found.append(f"{process.pid}: {cmdline}")
     return found
+
+
+# ------------------------------------------------------------------ the Slurm cluster
+
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+_cluster_started = False
+_cluster_error = ""
+
+
+def _cluster_up() -> bool:
+    import shutil
+
+    if shutil.which("sinfo") is None:
+        return False
+    return subprocess.run([str(CLUSTER), "status"], capture_output=True, timeout=60).returncode == 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the real Slurm cluster before any test if it will be needed.
+
+    Also when the Slurm client is merely installed: the slurm executor plugin runs
+    ``scontrol`` whenever Snakemake starts, which takes ~9.5 s with no controller up.
+    """
+    import shutil
+
+    global _cluster_started, _cluster_error
+    wanted = any(item.get_closest_marker("slurm") for item in items)
+    if not (wanted or shutil.which("scontrol")) or os.geteuid() != 0 or _cluster_up():
+        return
+    started = subprocess.run([str(CLUSTER), "up"], capture_output=True, text=True, timeout=900)
+    if started.returncode == 0:
+        _cluster_started = True
+    else:
+        _cluster_error = " ".join((started.stderr or started.stdout).strip().splitlines()[-1:])
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _cluster_started:
+        subprocess.run([str(CLUSTER), "down"], capture_output=True, timeout=300)
+
+
+@pytest.fixture
+def slurm_cluster(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The running test cluster's environment; skips (fails under CI=true) if there is none."""
+    if not _cluster_up():
+        reason = "needs root to start the Slurm test cluster" if os.geteuid() != 0 else f"the Slurm test cluster is not up: {_cluster_error}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+    conf = os.environ.get("SLURM_TEST_DIR", "/tmp/snakemake-quantum-slurm") + "/slurm.conf"
+    return {"SLURM_CONF": conf}

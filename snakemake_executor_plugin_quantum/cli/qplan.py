@@ -63,13 +63,14 @@ def main(argv: list[str]) -> int:
     from snakemake.api import SnakemakeApi
 
     from ..executor.requests import RequestReader
-    from ..resources.config import load_config
+    from ..resources.config import find_config, load_config
 
     with SnakemakeApi(_output_settings()) as api:
         try:
             dag_api = _dag_api(api, args)
             # Read in the workflow's directory, as the executor does; fail before the DAG is built.
-            reader = RequestReader(load_config(args.quantum_config), args.quantum_default_qpu, args.quantum_default_vqpu)
+            config = load_config(find_config(args.quantum_config, os.getcwd()))
+            reader = RequestReader(config, args.quantum_default_qpu, args.quantum_default_vqpu)
             with contextlib.redirect_stdout(sys.stderr):  # print() in a Snakefile must not spoil --json or --dot -
                 planned = [_planned(job, deps, reader) for job, deps in _needrun_jobs(dag_api, args.forceall)]
         except QuantumError:

@@ -22,7 +22,7 @@ from snakemake.exceptions import SpawnedJobError, WorkflowError
 from snakemake.executors.local import Executor as LocalExecutor
 
 from ..errors import QuantumError
-from ..resources.config import load_config
+from ..resources.config import find_config, load_config
 from ..resources.leases import LaneLeases
 from ..settings import ExecutorSettings
 from . import environ
@@ -32,14 +32,28 @@ from .session import RunSession
 from .sidecars import LocalLauncher, SidecarManager
 
 log = logging.getLogger(__name__)
+PACKAGE_LOGGER = logging.getLogger("snakemake_executor_plugin_quantum")
+
+
+class _ToSnakemake(logging.Handler):
+    """Our log records (vQPU started/stopped, acquisitions) in Snakemake's own output."""
+
+    def __init__(self, target: Any):
+        super().__init__(logging.INFO)
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "warning" if record.levelno >= logging.WARNING else "info"
+        getattr(self.target, level)(record.getMessage())
 
 
 class Executor(LocalExecutor):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.settings: ExecutorSettings = self.workflow.executor_settings or ExecutorSettings()
+        self.config_path = find_config(self.settings.config, self.workflow.workdir_init)
         try:
-            self.config = load_config(self.settings.config)
+            self.config = load_config(self.config_path)
             self.reader = RequestReader(self.config, self.settings.default_qpu, self.settings.default_vqpu)
             slots = parse_slots(self.settings.gpu_slots)
         except QuantumError as exc:
@@ -49,7 +63,7 @@ class Executor(LocalExecutor):
         self.session = RunSession(dict(os.environ))
         event_dir = self.settings.vqpu_event_dir or os.path.join(self.workflow.workdir_init, ".snakemake", "quantum", "vqpu")
         self.sidecars = SidecarManager(
-            LocalLauncher(self.settings.config, self.settings.vqpu_idle_timeout, self.settings.vqpu_walltime),
+            LocalLauncher(self.config_path, self.settings.vqpu_idle_timeout, self.settings.vqpu_walltime),
             event_dir, self.settings.vqpu_start_timeout, dict(os.environ),
         )
         self._requests: dict[Any, JobRequest] = {}
@@ -59,6 +73,9 @@ class Executor(LocalExecutor):
         self._previous_sigterm: Any = None
         self._warned_no_gpu = False
         self._closed = False
+        self._log_handler = _ToSnakemake(self.logger)
+        PACKAGE_LOGGER.addHandler(self._log_handler)
+        PACKAGE_LOGGER.setLevel(logging.INFO)
         environ.install()
         self._plan_run()
 
@@ -227,6 +244,7 @@ class Executor(LocalExecutor):
         self.session.release_all()
         self.sidecars.stop_all()
         environ.uninstall()
+        PACKAGE_LOGGER.removeHandler(self._log_handler)
         if self._previous_sigterm is not None:
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGTERM, self._previous_sigterm)

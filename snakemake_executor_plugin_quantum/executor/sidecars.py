@@ -192,7 +192,7 @@ class SidecarManager:
                 car.handle.stop(timeout)
                 clear_event(car.event_file)
                 car.handle = None
-                log.info("vQPU '%s' stopped", name)
+                log.info("vQPU '%s' stopped (%s)", name, "no pending job needs it" if not car.pending else "end of run")
 
     def stop_all(self) -> None:
         threads = [threading.Thread(target=self.stop, args=(name,)) for name in list(self._cars)]

@@ -79,6 +79,21 @@ def embedded_default() -> ResourceConfig:
     return parse_config(EMBEDDED_DEFAULT, source="the embedded default config")
 
 
+# Looked for in the working directory when no config is named, as sites keep qrmi_config.json.
+CONVENTIONAL_NAMES = ("qrmi_config.yaml", "qrmi_config.yml", "qrmi_config.json")
+
+
+def find_config(explicit: str | None, workdir: str | os.PathLike[str]) -> str | None:
+    """The config to use: the one named, else a qrmi_config.* in ``workdir``, else None (embedded)."""
+    if explicit:
+        return explicit
+    for name in CONVENTIONAL_NAMES:
+        candidate = os.path.join(workdir, name)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 def load_config(path: str | os.PathLike[str] | None) -> ResourceConfig:
     """Read a config file (JSON or YAML); ``None`` gives the embedded default."""
     if path is None or str(path) == "":

@@ -1,0 +1,36 @@
+# The two commands of the README:
+#   make run    set up, then run the flagship hybrid workflow on local vQPUs (no cluster)
+#   make test   set up (Python packages; as root also Slurm, graphviz, chromium), then pass the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV)/bin)
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup run test bench system-packages clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@# Precompile: with PYTHONDONTWRITEBYTECODE set, every qrun would recompile the package.
+	$(BIN)/python -m compileall -q snakemake_executor_plugin_quantum
+	touch $@
+
+run: setup
+	cd workflows/hybrid && snakemake --profile ../../profiles/local
+	@echo "Results in workflows/hybrid/results; report: (cd workflows/hybrid && snakemake --report report.html)"
+
+system-packages:
+	@scripts/system-packages.sh
+
+test: setup system-packages
+	python -m pytest
+
+bench: setup
+	python -m pip install --quiet -e '.[bench]'
+	python benchmarks/run.py
+
+clean:
+	rm -rf workflows/*/payloads workflows/*/samples workflows/*/results workflows/*/.snakemake .pytest_cache
