@@ -16,10 +16,13 @@ import os
 import signal
 import subprocess
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from snakemake.exceptions import SpawnedJobError, WorkflowError
 from snakemake.executors.local import Executor as LocalExecutor
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
 from ..errors import QuantumError
 from ..resources.config import find_config, load_config
@@ -50,6 +53,16 @@ class _ToSnakemake(logging.Handler):
 class Executor(LocalExecutor):
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._log_handler = _ToSnakemake(self.logger)
+        PACKAGE_LOGGER.addHandler(self._log_handler)
+        PACKAGE_LOGGER.setLevel(logging.INFO)
+        try:
+            self._set_up()
+        except BaseException:
+            PACKAGE_LOGGER.removeHandler(self._log_handler)
+            raise
+
+    def _set_up(self) -> None:
         self.settings: ExecutorSettings = self.workflow.executor_settings or ExecutorSettings()
         self.config_path = find_config(self.settings.config, self.workflow.workdir_init)
         try:
@@ -61,33 +74,53 @@ class Executor(LocalExecutor):
         self.gpus = GpuSlots(slots if slots is not None else detect_gpus())
         self.leases = LaneLeases(self.settings.lease_dir)
         self.session = RunSession(dict(os.environ))
-        event_dir = self.settings.vqpu_event_dir or os.path.join(self.workflow.workdir_init, ".snakemake", "quantum", "vqpu")
-        self.sidecars = SidecarManager(
-            LocalLauncher(self.config_path, self.settings.vqpu_idle_timeout, self.settings.vqpu_walltime),
-            event_dir, self.settings.vqpu_start_timeout, dict(os.environ),
-        )
         self._requests: dict[Any, JobRequest] = {}
+        pending = self._check_run()  # bad configuration fails here, before anything starts
+        quantum_dir = Path(self.workflow.workdir_init) / ".snakemake" / "quantum"
+        event_dir = self.settings.vqpu_event_dir or str(quantum_dir / "vqpu")
+        self.slurm = None
+        if self.settings.classical == "slurm":
+            from .slurm import SlurmLauncher, SlurmRoute
+
+            try:
+                self.slurm = SlurmRoute(self.workflow, self.logger, self.settings)
+            except QuantumError as exc:
+                raise WorkflowError(str(exc)) from None
+            launcher: Any = SlurmLauncher(
+                self.config_path, self.settings.vqpu_idle_timeout, self.settings.vqpu_walltime,
+                self.settings.slurm_vqpu_partition, quantum_dir / "env",
+            )
+            self._submitter = ThreadPoolExecutor(max_workers=8, thread_name_prefix="quantum-submit")
+        else:
+            launcher = LocalLauncher(self.config_path, self.settings.vqpu_idle_timeout, self.settings.vqpu_walltime)
+        self.sidecars = SidecarManager(launcher, event_dir, self.settings.vqpu_start_timeout, dict(os.environ))
         self._running: set[Any] = set()
         self._running_lock = threading.Lock()
         self._stop = threading.Event()
         self._previous_sigterm: Any = None
         self._warned_no_gpu = False
         self._closed = False
-        self._log_handler = _ToSnakemake(self.logger)
-        PACKAGE_LOGGER.addHandler(self._log_handler)
-        PACKAGE_LOGGER.setLevel(logging.INFO)
         environ.install()
-        self._plan_run()
+        self._start_vqpus(pending)
 
     # ---------------------------------------------------------------- planning
 
-    def _plan_run(self) -> None:
+    def _check_run(self) -> list[tuple[Any, JobRequest]]:
         """Read every pending job's request now: bad configuration fails before any job runs."""
-        vqpus = {}
+        pending = []
         for job in self.workflow.dag.needrun_jobs():
             request = self.request(job)
-            if request.gpus > len(self.gpus.ids) and self.gpus.ids:
+            if self.settings.classical == "slurm":
+                self._check_slurm_job(job, request)
+            elif request.gpus > len(self.gpus.ids) and self.gpus.ids:
                 raise WorkflowError(f"rule {request.rule}: gpu={request.gpus} but only {len(self.gpus.ids)} GPU slots exist ({','.join(self.gpus.ids)})")
+            pending.append((job, request))
+        return pending
+
+    def _start_vqpus(self, pending: list[tuple[Any, JobRequest]]) -> None:
+        """Count each vQPU's pending jobs, and start the vQPUs now so they warm up early."""
+        vqpus = {}
+        for job, request in pending:
             for resource in request.resources:
                 if resource.is_vqpu:
                     self.sidecars.expect(resource, job)
@@ -100,17 +133,65 @@ class Executor(LocalExecutor):
         request = self._requests.get(job)
         if request is None:
             try:
-                request = self.reader.read(job.rule.name, job.resources, job.params)
+                if job.is_group():  # a Slurm group job: what its members need, together
+                    members = [self.request(member) for member in job]
+                    request = JobRequest(
+                        job.name, tuple({r.name: r for m in members for r in m.resources}.values()),
+                        max(m.lanes for m in members), max(m.gpus for m in members),
+                    )
+                else:
+                    request = self.reader.read(job.rule.name, job.resources, job.params)
             except QuantumError as exc:
                 raise WorkflowError(str(exc)) from None
             self._requests[job] = request
         return request
 
+    def _check_slurm_job(self, job: Any, request: JobRequest) -> None:
+        if request.is_quantum and job.is_local:
+            raise WorkflowError(f"rule {request.rule} needs quantum resources but is a local rule; "
+                                "local rules run outside the quantum executor in Slurm mode")
+        if self.settings.slurm_qpu_mode == "spank" and request.vqpus and len(request.vqpus) < len(request.resources):
+            raise WorkflowError(f"rule {request.rule} mixes vQPUs and spank_qrmi resources; "
+                                "spank_qrmi sets the QRMI job environment itself, so split the rule")
+
     # ------------------------------------------------------------------ running
+
+    def run_jobs(self, jobs: list[Any]) -> None:
+        self._install_sigterm()
+        if self.slurm is None:
+            return super().run_jobs(jobs)
+        plain = [job for job in jobs if not self.request(job).is_quantum]
+        if plain:
+            self.slurm.run_jobs(plain)  # nothing to add: exactly as --executor slurm
+        for job in jobs:
+            if self.request(job).is_quantum:
+                self.run_job_pre(job)
+                self._submitter.submit(self._submit_to_slurm, job)
 
     def run_job(self, job: Any) -> None:
         self._install_sigterm()
         super().run_job(job)
+
+    def _submit_to_slurm(self, job: Any) -> None:
+        """Off the scheduler thread: a vQPU may take a while to start."""
+        request = self.request(job)
+        try:
+            for resource in request.resources:
+                if resource.is_vqpu:
+                    self.sidecars.expect(resource, job)
+            event_files = {r.name: self.sidecars.ensure(r) for r in request.resources if r.is_vqpu}
+            environ: dict[str, str] | None = None
+            if not (self.settings.slurm_qpu_mode == "spank" and not request.vqpus):
+                # (With spank_qrmi the site's plugin sets the job's QRMI environment and
+                # acquires in the job; an --export-file would keep its variables out of
+                # the batch step, from which the jobstep's srun inherits them.)
+                runtime = job.resources.get("runtime")
+                timeout = int(runtime) * 60 if isinstance(runtime, int) and runtime > 0 else None
+                environ = {**os.environ, **self.session.job_env(request, event_files, timeout)}
+            self.slurm.submit(job, self.slurm.qpu_args(request.resources, request.lanes), environ)
+        except Exception as exc:  # reported as this job's error, with the reason
+            message = str(exc) if isinstance(exc, QuantumError) else f"{type(exc).__name__}: {exc}"
+            self.report_job_error(SubmittedJobInfo(job), msg=f"rule {request.rule}: {message}")
 
     def cached_or_run(self, job: Any, run_func: Any, *args: Any) -> None:
         """Runs in a pool thread for every single job (also inside groups)."""
@@ -194,6 +275,9 @@ class Executor(LocalExecutor):
 
     def shutdown(self) -> None:
         try:
+            if self.slurm is not None:
+                self._submitter.shutdown(wait=True)
+                self.slurm.shutdown()
             super().shutdown()
         finally:
             self._close()
@@ -201,7 +285,11 @@ class Executor(LocalExecutor):
     def cancel(self) -> None:
         self._stop.set()
         try:
-            self._stop_job_processes()
+            if self.slurm is not None:
+                self._submitter.shutdown(wait=True, cancel_futures=True)
+                self.slurm.cancel()  # scancel every job of this run
+            else:
+                self._stop_job_processes()
             super().cancel()
             self._remove_partial_outputs()
         finally:

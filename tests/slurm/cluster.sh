@@ -160,6 +160,7 @@ write_config() {
   mkdir -p "$D"/{pids,log,run,state,spool,dev,lib}
   : >"$D/dev/qpu0"
   : >"$D/dev/qpu1"
+  : >"$D/dev/gpu0"
 
   local acct
   if [[ $ACCOUNTING == none ]]; then
@@ -170,7 +171,7 @@ AccountingStorageHost=127.0.0.1
 AccountingStoragePort=6819
 # For slurmdbd connections the munge socket comes from here, not AuthInfo.
 AccountingStoragePass=$MUNGE_SOCKET
-AccountingStorageTRES=gres/qpu"
+AccountingStorageTRES=gres/qpu,gres/gpu"
   fi
 
   cat >"$D/slurm.conf" <<EOF
@@ -205,7 +206,7 @@ SchedulerParameters=bf_interval=1
 JobAcctGatherType=jobacct_gather/linux
 $acct
 JobCompType=jobcomp/none
-GresTypes=qpu
+GresTypes=qpu,gpu
 MailProg=/bin/true
 $overrides
 # Fast turnaround for tests: short kill grace, finished jobs leave squeue soon.
@@ -216,12 +217,14 @@ Waittime=0
 SlurmdTimeout=30
 ReturnToService=2
 FirstJobId=1
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=qpu:2 State=UNKNOWN
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=qpu:2,gpu:1 State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$NODE MaxTime=INFINITE State=UP
 PartitionName=quantum Nodes=$NODE MaxTime=INFINITE State=UP
 EOF
-  echo "Name=qpu File=$D/dev/qpu[0-1]" >"$D/gres.conf"
+  # A gpu GRES (an empty device file, there is no GPU) so gpu=N jobs are scheduled as
+  # on a real GPU partition; Slurm sets CUDA_VISIBLE_DEVICES for them.
+  printf 'Name=qpu File=%s/dev/qpu[0-1]\nName=gpu File=%s/dev/gpu0\n' "$D" "$D" >"$D/gres.conf"
   # 'required': an error from the plugin (unknown --qpu name) fails the job;
   # with 'optional' Slurm would ignore it.
   echo "required $D/lib/spank_qpu.so types=$QPU_TYPES" >"$D/plugstack.conf"
