@@ -8,7 +8,6 @@ settings object before it reads ``common_settings.local_exec`` (CLI and API alik
 the settings record the mode and ``common_settings`` answers from it.
 """
 
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 
@@ -74,6 +73,14 @@ class ExecutorSettings(ExecutorSettingsBase):
         metadata=_help("Directory of lane lease files that cap per-resource concurrency across Snakemake runs "
                        "(default ~/.cache/snakemake-quantum/leases; must be shared by the runs it should cap).", env_var=True),
     )
+    qpu_timeout: int = field(
+        default=3600,
+        metadata=_help("Seconds a quantum job's tasks may take when its rule sets no runtime; jobs see it as "
+                       "{name}_QRMI_JOB_TIMEOUT_SECONDS, as spank_qrmi derives it from the Slurm time limit.", type=int),
+    )
+    acquire_timeout: int = field(
+        default=120, metadata=_help("Seconds a resource's acquire may take before its jobs fail (a hung QPU endpoint).", type=int)
+    )
     vqpu_idle_timeout: int = field(
         default=300, metadata=_help("Seconds a vQPU sidecar may sit idle before it stops itself (0: never).", type=int)
     )
@@ -105,10 +112,15 @@ class ExecutorSettings(ExecutorSettingsBase):
         default=None, metadata=_help("Directory for Slurm job logs (default .snakemake/slurm_logs).")
     )
     slurm_vqpu_partition: str | None = field(
-        default=None, metadata=_help("Partition for vQPU sidecar jobs (default: the vQPU resource's slurm.partition, else the cluster default).")
+        default=None, metadata=_help("Partition for vQPU sidecar jobs whose resource sets no slurm.partition (default: the cluster's default).")
+    )
+    slurm_keep_logs: bool = field(
+        default=False, metadata={"help": "Keep the Slurm logs of successful jobs (the slurm plugin deletes them by default)."}
     )
 
     def __post_init__(self) -> None:
         if self.classical not in CLASSICAL_MODES:
             raise ValueError(f"--quantum-classical must be one of {', '.join(CLASSICAL_MODES)}, got {self.classical!r}")
+        if self.slurm_qpu_mode not in QPU_MODES:
+            raise ValueError(f"--quantum-slurm-qpu-mode must be one of {', '.join(QPU_MODES)}, got {self.slurm_qpu_mode!r}")
         _mode["classical"] = self.classical

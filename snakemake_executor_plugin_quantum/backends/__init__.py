@@ -51,4 +51,20 @@ def open_resource(name: str, resource_type: str, settings: dict[str, str]) -> Qu
         from .qrmi import QRMIResource
 
         return QRMIResource(name, resource_type, settings)
+    if resource_type.startswith("python:"):
+        return _custom(name, resource_type, settings)
     raise ConfigError(f"resource '{name}' has unknown type {resource_type!r}")
+
+
+def _custom(name: str, resource_type: str, settings: dict[str, str]) -> QuantumResource:
+    """``python:module:Class``: a site's own backend behind the same contract."""
+    import importlib
+
+    _, module_name, class_name = resource_type.split(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"resource '{name}': cannot load {resource_type}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, QuantumResource)):
+        raise ConfigError(f"resource '{name}': {resource_type} is not a QuantumResource subclass")
+    return cls(name, settings)

@@ -34,8 +34,6 @@ RESOURCE_TYPES = {
     "oqtopus": "OQTOPUS",
 }
 STATUSES = {s.value: s for s in TaskStatus}
-# Job-level keys we add; not part of any vendor's config.
-JOB_KEYS = ("QRMI_JOB_ACQUISITION_TOKEN", "QRMI_JOB_TIMEOUT_SECONDS")
 
 
 def _qrmi() -> Any:
@@ -52,7 +50,9 @@ class QRMIResource(QuantumResource):
         if resource_type not in RESOURCE_TYPES:
             raise ConfigError(f"resource '{resource_id}': {resource_type!r} is not a QRMI type")
         self.qrmi = _qrmi()
-        self.config = {k: v for k, v in settings.items() if k not in JOB_KEYS}
+        # Everything, job keys included: qrmi reads QRMI_JOB_TIMEOUT_SECONDS (required by
+        # IBM task_start) and QRMI_JOB_ACQUISITION_TOKEN from the same mapping.
+        self.config = dict(settings)
         self._inner = inner if inner is not None else self._construct()
 
     def _construct(self) -> Any:
@@ -134,7 +134,10 @@ class QRMIResource(QuantumResource):
                 iqmjson=payload["iqmjson"], job_type=payload.get("job_type", "circuit"),
                 use_timeslot=bool(payload.get("use_timeslot", False)), tag=payload.get("tag"),
             )
-        raise PayloadError("payload matches no QRMI payload kind (program_id, sequence, human_qir or iqmjson)")
+        if "job_spec" in payload:
+            spec = payload["job_spec"]
+            return Payload.Oqtopus(job_spec=spec if isinstance(spec, str) else json.dumps(spec))
+        raise PayloadError("payload matches no QRMI payload kind (program_id, sequence, human_qir, iqmjson or job_spec)")
 
     def to_document(self, task_id: str, value: Any) -> dict[str, Any]:
         """Vendor results keep their own shape under ``vendor_result``."""

@@ -109,7 +109,7 @@ def _supervised(work: Any) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
         try:
-            code = run_command("qrun", lambda _argv: work(), [])
+            code = run_command("qrun", lambda _argv: work(), sys.argv[1:])  # --debug reaches the child
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         sys.stdout.flush()
@@ -140,8 +140,9 @@ def _run(resource: Any, payload: dict[str, Any], settings: dict[str, str], args:
         raise _Stopped(signum)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    timeout = args.timeout if args.timeout is not None else _job_timeout(settings)
     try:
-        result = resource.run(payload, timeout=args.timeout)
+        result = resource.run(payload, timeout=timeout)
         if args.logs:
             print(resource.task_logs(resource.last_task_id), file=sys.stderr)
         return result
@@ -162,6 +163,16 @@ def _run(resource: Any, payload: dict[str, Any], settings: dict[str, str], args:
             signal.signal(sig, handler)
         if own_token is not None:
             _release_quietly(resource, own_token)
+
+
+def _job_timeout(settings: dict[str, str]) -> float | None:
+    """The job's QRMI_JOB_TIMEOUT_SECONDS (set by spank_qrmi or our executor), if any."""
+    value = settings.get("QRMI_JOB_TIMEOUT_SECONDS", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
 
 
 def _stop_quietly(resource: Any, task_id: str | None) -> None:

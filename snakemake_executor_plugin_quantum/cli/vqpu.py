@@ -70,9 +70,9 @@ def main(argv: list[str]) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from ..resources import jobenv
-    from ..resources.config import VQPU, load_config
+    from ..resources.config import VQPU, find_config, load_config
 
-    config = load_config(args.config or os.environ.get(CONFIG_ENV) or None)
+    config = load_config(find_config(args.config or os.environ.get(CONFIG_ENV), os.getcwd()))
     base = {}
     if args.name in config:
         definition = config.get(args.name)

@@ -216,9 +216,11 @@ class AerEngine:
     def _prepare(self, source: Any, program: str, where: str) -> Prepared:
         loaded = circuit_tools.load_circuit(source, where)
         circuit = loaded.circuit
+        if circuit.num_qubits == 0:
+            raise PayloadError(f"{where}: the circuit has no qubits")
         if program == "estimator":
             circuit = circuit.remove_final_measurements(inplace=False)
-        elif circuit.num_clbits == 0:
+        elif not _measures(circuit):
             raise PayloadError(f"{where}: the circuit measures nothing; a sampler returns measured bits only")
         if self._device_backend is not None:
             return self._prepare_on_device(loaded, circuit, where)
@@ -287,8 +289,13 @@ class AerEngine:
         result = self._run_simulator(runnable, run_kwargs, where)
         registers = _registers(runnable)
         per_register: dict[str, list[dict[str, int]]] = {name: [] for name, _ in registers}
+        from qiskit.exceptions import QiskitError
+
         for experiment in range(sets):
-            joint = result.get_counts(experiment)
+            try:
+                joint = result.get_counts(experiment)
+            except QiskitError:
+                raise PayloadError(f"{where}: the simulation returned no counts (nothing measured?)") from None
             for name, counts in _split_registers(joint, registers).items():
                 per_register[name].append(counts)
         return {
@@ -373,6 +380,16 @@ def _check_broadcast(obs_shape: tuple[int, ...], bind_shape: tuple[int, ...], wh
         np.broadcast_shapes(obs_shape, bind_shape)
     except ValueError:
         raise PayloadError(f"{where}: observables of shape {obs_shape} do not broadcast with parameter sets of shape {bind_shape}") from None
+
+
+def _measures(circuit: Any) -> bool:
+    """Does anything measure (also inside control-flow blocks)?"""
+    for instruction in circuit.data:
+        if instruction.operation.name == "measure":
+            return True
+        if any(_measures(block) for block in getattr(instruction.operation, "blocks", ())):
+            return True
+    return False
 
 
 def _registers(circuit: Any) -> list[tuple[str, int]]:

@@ -50,6 +50,15 @@ class _ToSnakemake(logging.Handler):
         getattr(self.target, level)(record.getMessage())
 
 
+def _default_account(pending: list[tuple[Any, JobRequest]]) -> str | None:
+    """The run's ``slurm_account`` (from --default-resources or a profile), as jobs see it."""
+    for job, _ in pending:
+        value = job.resources.get("slurm_account")
+        if value not in (None, ""):
+            return str(value)
+    return None
+
+
 class Executor(LocalExecutor):
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,7 +82,7 @@ class Executor(LocalExecutor):
             raise WorkflowError(str(exc)) from None
         self.gpus = GpuSlots(slots if slots is not None else detect_gpus())
         self.leases = LaneLeases(self.settings.lease_dir)
-        self.session = RunSession(dict(os.environ))
+        self.session = RunSession(dict(os.environ), self.settings.acquire_timeout)
         self._requests: dict[Any, JobRequest] = {}
         pending = self._check_run()  # bad configuration fails here, before anything starts
         quantum_dir = Path(self.workflow.workdir_init) / ".snakemake" / "quantum"
@@ -88,7 +97,7 @@ class Executor(LocalExecutor):
                 raise WorkflowError(str(exc)) from None
             launcher: Any = SlurmLauncher(
                 self.config_path, self.settings.vqpu_idle_timeout, self.settings.vqpu_walltime,
-                self.settings.slurm_vqpu_partition, quantum_dir / "env",
+                self.settings.slurm_vqpu_partition, quantum_dir / "env", _default_account(pending),
             )
             self._submitter = ThreadPoolExecutor(max_workers=8, thread_name_prefix="quantum-submit")
         else:
@@ -185,10 +194,9 @@ class Executor(LocalExecutor):
                 # (With spank_qrmi the site's plugin sets the job's QRMI environment and
                 # acquires in the job; an --export-file would keep its variables out of
                 # the batch step, from which the jobstep's srun inherits them.)
-                runtime = job.resources.get("runtime")
-                timeout = int(runtime) * 60 if isinstance(runtime, int) and runtime > 0 else None
-                environ = {**os.environ, **self.session.job_env(request, event_files, timeout)}
-            self.slurm.submit(job, self.slurm.qpu_args(request.resources, request.lanes), environ)
+                environ = {**os.environ, **self.session.job_env(request, event_files, self._job_timeout(job))}
+            args = self.slurm.qpu_args(request.resources, request.lanes, job.resources.get("gres"))
+            self.slurm.submit(job, args, environ)
         except Exception as exc:  # reported as this job's error, with the reason
             message = str(exc) if isinstance(exc, QuantumError) else f"{type(exc).__name__}: {exc}"
             self.report_job_error(SubmittedJobInfo(job), msg=f"rule {request.rule}: {message}")
@@ -228,10 +236,13 @@ class Executor(LocalExecutor):
             for resource in request.resources:
                 if resource.lanes:
                     stack.enter_context(self.leases.hold(resource.name, resource.lanes, request.lanes, self._stop))
-            runtime = job.resources.get("runtime")
-            timeout = int(runtime) * 60 if isinstance(runtime, int) and runtime > 0 else None
-            variables.update(self.session.job_env(request, event_files, timeout))
+            variables.update(self.session.job_env(request, event_files, self._job_timeout(job)))
         return variables
+
+    def _job_timeout(self, job: Any) -> int:
+        """Seconds the job's quantum tasks may take: its runtime (minutes), else the setting."""
+        runtime = job.resources.get("runtime")
+        return int(runtime) * 60 if isinstance(runtime, int) and runtime > 0 else self.settings.qpu_timeout
 
     def spawn_job(self, job: Any) -> None:
         """``run:`` jobs run in a Snakemake subprocess: hand it this job's environment."""

@@ -68,7 +68,7 @@ class RequestReader:
         if qpu is not None or qpu_names:
             chosen += [self._resource(rule, n, "qpu_name") for n in (qpu_names or [self._default_qpu(rule)])]
         if vqpu is not None or vqpu_names:
-            for name in vqpu_names or [self._default_vqpu_name()]:
+            for name in vqpu_names or [self._default_vqpu_name(rule)]:
                 resource = DEFAULT_VQPU if name == "vqpu" and name not in self.config else self._resource(rule, name, "vqpu_name")
                 if not resource.is_vqpu:
                     raise ConfigError(f"rule {rule}: vqpu_name '{name}' is a {resource.type} resource, not a vqpu; use qpu_name for it")
@@ -98,13 +98,18 @@ class RequestReader:
             "in the rule or --quantum-default-qpu"
         )
 
-    def _default_vqpu_name(self) -> str:
+    def _default_vqpu_name(self, rule: str) -> str:
         if self.default_vqpu:
             return self.default_vqpu
         vqpus = [r.name for r in self.config.resources if r.is_vqpu]
         if len(vqpus) == 1:
             return vqpus[0]
-        return "vqpu"  # the config's 'vqpu', or the built-in default Aer vQPU
+        if not vqpus or "vqpu" in vqpus:
+            return "vqpu"  # the config's 'vqpu', or (no vQPU configured) the built-in Aer vQPU
+        raise ConfigError(
+            f"rule {rule} asks for vqpu but names none and {self.config.source} has several "
+            f"({', '.join(vqpus)}); set resources: vqpu_name=\"...\" in the rule or --quantum-default-vqpu"
+        )
 
 
 def _count(rule: str, key: str, value: Any, allow_zero: bool = False) -> int | None:

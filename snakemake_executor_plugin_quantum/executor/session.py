@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import QuantumError
+from ..errors import QuantumError, ResourceUnavailableError
 from ..resources import jobenv
 from ..resources.config import AER, PULSER, ResourceDef
 from .requests import JobRequest
@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 
 
 class RunSession:
-    def __init__(self, user_environ: Mapping[str, str]):
+    def __init__(self, user_environ: Mapping[str, str], acquire_timeout: float = 120.0):
         self.user_environ = user_environ
+        self.acquire_timeout = acquire_timeout
         self._tokens: dict[str, str] = {}
         self._holders: dict[str, Any] = {}  # resource objects that must release their token
         self._locks: dict[str, threading.Lock] = {}
@@ -48,7 +49,7 @@ class RunSession:
         from ..backends import open_resource
 
         holder = open_resource(resource.name, resource.type, settings)
-        token = holder.acquire()
+        token = _with_timeout(holder.acquire, self.acquire_timeout, f"acquiring '{resource.name}'")
         self._holders[resource.name] = holder
         log.info("acquired %s (%s)", resource.name, resource.type)
         return token
@@ -78,3 +79,26 @@ class RunSession:
     def release_all(self) -> None:
         for name in list(self._tokens):
             self.release(name)
+
+
+def _with_timeout(call: Any, timeout: float, what: str) -> Any:
+    """Run a blocking call (QRMI calls block, some endpoints never answer) with a deadline.
+
+    The call runs in a daemon thread; on timeout it is abandoned (it dies with the run).
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the waiting thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, name=what, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise ResourceUnavailableError(f"{what} did not finish within {timeout:g} s (endpoint not answering?)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

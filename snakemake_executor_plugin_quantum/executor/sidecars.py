@@ -5,8 +5,8 @@ vQPUs in the background as soon as the run starts (so they warm up while classic
 stages run), makes a job wait for its vQPU's event file, and stops each vQPU by its own
 PID (or Slurm job id) when its last pending job is done, at the end of the run, on
 failure, Ctrl-C or SIGTERM. A vQPU that died is restarted for the jobs still to come.
-A vQPU someone started by hand (its event file named in the config) is used, never
-stopped.
+A live vQPU found at the event file the config names (started by hand, or by another
+run) is used and never stopped; if nothing lives there, we start our own at that path.
 """
 
 from __future__ import annotations
@@ -76,9 +76,13 @@ class LocalLauncher:
         self.idle_timeout = idle_timeout
         self.walltime = walltime
 
-    def command(self, name: str, event_file: str, parent_pid: int | None) -> list[str]:
-        cmd = [sys.executable, "-m", "snakemake_executor_plugin_quantum.cli.vqpu", "serve", name,
-               "--event-file", event_file, "--idle-timeout", str(self.idle_timeout), "--walltime", str(self.walltime)]
+    def command(self, resource: ResourceDef, event_file: str, parent_pid: int | None) -> list[str]:
+        cmd = [sys.executable, "-m", "snakemake_executor_plugin_quantum.cli.vqpu", "serve", resource.name, "--event-file", event_file]
+        # The vQPU's own config wins over the run's defaults.
+        if "QRMI_VQPU_IDLE_TIMEOUT" not in resource.environment:
+            cmd += ["--idle-timeout", str(self.idle_timeout)]
+        if "QRMI_VQPU_WALLTIME" not in resource.environment:
+            cmd += ["--walltime", str(self.walltime)]
         if parent_pid is not None:
             cmd += ["--parent-pid", str(parent_pid)]
         if self.config_path:
@@ -89,7 +93,7 @@ class LocalLauncher:
         log_path = event_file[: -len(".json")] + ".log"
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen(
-                self.command(resource.name, event_file, os.getpid()),
+                self.command(resource, event_file, os.getpid()),
                 env=environ, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
             )
         return LocalHandle(process, log_path)

@@ -75,6 +75,26 @@ class _SlurmView:
         return getattr(self._workflow, name)
 
 
+def _normalise_status_queries() -> None:
+    """sacct reports a job cancelled from outside as 'CANCELLED by <uid>'. The slurm plugin
+    (2.8) compares states as given, so such a job never counts as failed and the run
+    waits for it forever. Strip the suffix from what its status query returns."""
+    import snakemake_executor_plugin_slurm as plugin
+
+    if getattr(plugin.query_job_status, "_normalised", False):
+        return
+    original = plugin.query_job_status
+
+    async def query_job_status(*args: Any, **kwargs: Any) -> Any:
+        statuses, duration = await original(*args, **kwargs)
+        if statuses:
+            statuses = {job: state.split(" ", 1)[0] for job, state in statuses.items()}
+        return statuses, duration
+
+    query_job_status._normalised = True  # type: ignore[attr-defined]
+    plugin.query_job_status = query_job_status
+
+
 def _slurm_executor_class() -> Any:
     from snakemake_executor_plugin_slurm import Executor as SlurmExecutor
 
@@ -104,12 +124,14 @@ class SlurmRoute:
             logdir=Path(settings.slurm_logdir) if settings.slurm_logdir else None,
             init_seconds_before_status_checks=max(1, int(settings.slurm_init_seconds)),
             status_command=status,
+            keep_successful_logs=settings.slurm_keep_logs,
         )
         plugin = ExecutorPluginRegistry().get_plugin("slurm")
         remote = dataclasses.replace(
             workflow.remote_execution_settings, seconds_between_status_checks=max(1, int(settings.slurm_status_interval))
         )
         view = _SlurmView(workflow, slurm_settings, plugin, remote)
+        _normalise_status_queries()
         self.executor = _slurm_executor_class()(view, logger)
         self.qpu_mode = settings.slurm_qpu_mode
         self.env_dir = Path(workflow.workdir_init) / ".snakemake" / "quantum" / "env"
@@ -135,21 +157,37 @@ class SlurmRoute:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
-    def qpu_args(self, resources: tuple[ResourceDef, ...], lanes: int) -> list[str]:
-        """``--gres=qpu:N`` or ``--qpu=names`` for the job's QPU resources (not vQPUs)."""
+    def qpu_args(self, resources: tuple[ResourceDef, ...], lanes: int, rule_gres: str | None = None) -> list[str]:
+        """``--gres=qpu:N`` or ``--qpu=names`` for the job's QPU resources (not vQPUs).
+
+        A resource's ``slurm.gres`` is a GRES name (``qpu`` -> ``qpu:N`` for qpu=N) or a
+        full spec (``qpu:1``, used as is). A rule that sets its own ``gres`` keeps it: the
+        slurm plugin adds that one, and two --gres options would not add up.
+        """
         hardware = [r for r in resources if not r.is_vqpu]
         if not hardware:
             return []
         if self.qpu_mode == "spank":
             return [f"--qpu={','.join(r.name for r in hardware)}"]
-        gres = sorted({r.slurm.get("gres", "" if r.is_local else HARDWARE_GRES) for r in hardware} - {""})
-        return [f"--gres={','.join(f'{name}:{lanes}' for name in gres)}"] if gres else []
+        specs = sorted({_gres_spec(r, lanes) for r in hardware} - {""})
+        if not specs:
+            return []
+        if rule_gres:
+            if not all(spec.split(":")[0] in rule_gres for spec in specs):
+                log.warning("a rule sets gres=%s, which lacks %s; the rule's gres is used as given", rule_gres, ",".join(specs))
+            return []
+        return [f"--gres={','.join(specs)}"]
 
     def cancel(self) -> None:
         self.executor.cancel()
 
     def shutdown(self) -> None:
         self.executor.shutdown()
+
+
+def _gres_spec(resource: ResourceDef, lanes: int) -> str:
+    gres = str(resource.slurm.get("gres", "" if resource.is_local else HARDWARE_GRES))
+    return gres if not gres or ":" in gres else f"{gres}:{lanes}"
 
 
 # ------------------------------------------------------------- vQPUs as Slurm jobs
@@ -202,19 +240,22 @@ class SlurmHandle:
 class SlurmLauncher(LocalLauncher):
     """Starts ``vqpu serve`` with sbatch, reachable from other nodes (token always required)."""
 
-    def __init__(self, config_path: str | None, idle_timeout: int, walltime: int, partition: str | None, env_dir: Path):
+    def __init__(self, config_path: str | None, idle_timeout: int, walltime: int, partition: str | None, env_dir: Path, account: str | None = None):
         super().__init__(config_path and os.path.abspath(config_path), idle_timeout, walltime)
         self.partition = partition
+        self.account = account  # the run's default slurm_account, for vQPUs whose config names none
         self.env_dir = env_dir
 
     def launch(self, resource: ResourceDef, event_file: str, environ: dict[str, str]) -> SlurmHandle:
         slurm = resource.slurm
         log_path = event_file[: -len(".json")] + ".%j.log"
-        command = self.command(resource.name, event_file, None) + ["--host", "0.0.0.0"]
+        command = self.command(resource, event_file, None) + ["--host", "0.0.0.0"]
         args = ["sbatch", "--parsable", "--job-name", f"vqpu-{resource.name}", "--output", log_path]
         partition = slurm.get("partition") or self.partition
         if partition:
             args += ["-p", str(partition)]
+        if not slurm.get("account") and self.account:
+            args += ["-A", self.account]
         for key, flag in (("account", "-A"), ("qos", "--qos"), ("constraint", "-C"), ("mem_mb", "--mem"), ("cpus", "--cpus-per-task")):
             if slurm.get(key):
                 args += [flag, str(slurm[key])]
@@ -233,7 +274,8 @@ class SlurmLauncher(LocalLauncher):
         finally:
             path.unlink(missing_ok=True)
         if out.returncode != 0:
-            raise ResourceUnavailableError(f"sbatch for vQPU '{resource.name}' failed: {out.stderr.strip().splitlines()[-1:]}")
+            reason = (out.stderr.strip().splitlines() or [f"exit code {out.returncode}"])[-1]
+            raise ResourceUnavailableError(f"sbatch for vQPU '{resource.name}' failed: {reason}")
         job_id = out.stdout.strip().split(";")[0]
         log.info("vQPU '%s' submitted as Slurm job %s", resource.name, job_id)
         return SlurmHandle(job_id, log_path.replace("%j", job_id))

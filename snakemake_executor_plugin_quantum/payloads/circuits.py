@@ -10,6 +10,8 @@ declarations keep that order, so we bind by them.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +71,10 @@ def _load_qasm3(text: str, where: str) -> Any:
     from qiskit import qasm3
 
     try:
-        return qasm3.loads(text)
+        # The ANTLR lexer prints "token recognition error" lines before raising: errors
+        # must stay one line, and the exception says it all.
+        with contextlib.redirect_stderr(io.StringIO()):
+            return qasm3.loads(text)
     except qasm3.QASM3ImporterError as exc:
         raise PayloadError(f"{where}: invalid OpenQASM 3: {_first_line(exc)}") from None
     except RecursionError:

@@ -7,7 +7,10 @@ One stable JSON shape per program, so downstream rules never care where a task r
 - estimator: ``pubs[i].evs`` and ``pubs[i].stds`` (nested like ``shape``);
 - pulser:    ``counts`` of measured bitstrings over ``shots`` runs.
 
-Bitstrings follow Qiskit's convention: the last character is bit 0.
+Sampler bitstrings follow Qiskit's convention (the last character is bit 0); Pulser
+bitstrings follow Pulser's (the first character is the first atom of ``atoms``).
+Counts are per classical register: which outcomes of two registers came together is not
+kept (the primitives client measures into one register to keep it).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 ``{"resources": [{"name", "type", "environment"}]}`` is read unchanged, so a site's
 ``qrmi_config.json`` works as is. Two optional keys per resource are ours:
 ``lanes`` (how many jobs may use the resource at once, across every Snakemake run
-sharing the lease directory) and ``slurm`` (sbatch options for its jobs or sidecar).
+sharing the lease directory) and ``slurm``: for a vQPU, the sbatch options of its
+sidecar job; for a QPU, the GRES its jobs ask for (other options of a QPU job come from
+the rule's resources, as with the slurm plugin).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ __all__ = ["AER", "PULSER", "VQPU", "LOCAL_TYPES", "QRMI_TYPES", "KNOWN_TYPES", 
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SLURM_KEYS = ("partition", "account", "gres", "qos", "constraint", "time", "mem_mb", "cpus", "extra")
 ENV_KEY_PATTERN = re.compile(r"^QRMI_[A-Z0-9_]+$")
+# A site's own backend: a QuantumResource subclass, constructed as Class(name, settings).
+PYTHON_TYPE = re.compile(r"^python:[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 @dataclass(frozen=True)
@@ -150,8 +154,8 @@ def _parse_resource(item: Any, where: str) -> ResourceDef:
         )
     where = f"{where} '{name}'"
     rtype = item.get("type")
-    if rtype not in KNOWN_TYPES:
-        raise ConfigError(f"{where}: unknown type {rtype!r}; known types: {', '.join(KNOWN_TYPES)}")
+    if rtype not in KNOWN_TYPES and not (isinstance(rtype, str) and PYTHON_TYPE.match(rtype)):
+        raise ConfigError(f"{where}: unknown type {rtype!r}; known types: {', '.join(KNOWN_TYPES)}, or python:module:Class")
     environment = _parse_environment(item.get("environment", {}), where)
     lanes = item.get("lanes")
     if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1):

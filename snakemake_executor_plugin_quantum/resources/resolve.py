@@ -51,6 +51,8 @@ def resolve_resource(name: str | None, config_path: str | None, environ: Mapping
 
 
 def _load(path: str | None):  # type: ignore[no-untyped-def]
-    from .config import load_config  # only when no job environment says it all
+    import os
 
-    return load_config(path)
+    from .config import find_config, load_config  # only when no job environment says it all
+
+    return load_config(find_config(path, os.getcwd()))

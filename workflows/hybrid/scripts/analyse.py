@@ -40,7 +40,7 @@ for path in snakemake.input.ghz:
     total = sum(counts.values())
     sizes.append(n)
     ideal.append((counts.get("0" * n, 0) + counts.get("1" * n, 0)) / total)
-summary["ghz"] = {str(n): round(share, 4) for n, share in zip(sizes, ideal)}
+summary["ghz"] = {str(n): round(share, 4) for n, share in zip(sizes, ideal, strict=True)}
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.bar([str(n) for n in sizes], ideal, color="#fc8d62")
 ax.set_ylim(0, 1.05)
@@ -51,10 +51,10 @@ fig.tight_layout()
 fig.savefig(snakemake.output.ghz, dpi=120)
 
 # QAOA MaxCut -------------------------------------------------------------
-graphs = list(zip(snakemake.input.maxcut, snakemake.input.grids))
+graphs = list(zip(snakemake.input.maxcut, snakemake.input.grids, strict=True))
 fig, axes = plt.subplots(1, len(graphs), figsize=(4.2 * len(graphs), 3.8), squeeze=False)
 summary["maxcut"] = {}
-for ax, (sample_path, grid_path) in zip(axes[0], graphs):
+for ax, (sample_path, grid_path) in zip(axes[0], graphs, strict=True):
     grid = load(grid_path)
     edges = [tuple(e) for e in grid["edges"]]
     nodes = grid["nodes"]
