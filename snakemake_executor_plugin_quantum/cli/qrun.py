@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--shots", type=int, help="default shots (job_runs for Pulser); per-pub shots still win")
     parser.add_argument("--program", choices=("sampler", "estimator"), help="primitive for a circuit file (default: sampler)")
     parser.add_argument("--observables", help="comma-separated Pauli strings, for --program estimator on a circuit file")
+    parser.add_argument("--parameters", metavar="JSON", help="parameter values for a circuit file, in input order: '[0.3, 1.2]' or '[[0.1], [0.2]]'")
     parser.add_argument("--timeout", type=float, help="stop the task and fail after this many seconds")
     parser.add_argument("--config", help="resource config (default: $SNAKEMAKE_QUANTUM_CONFIG, else the embedded default)")
     parser.add_argument("--logs", action="store_true", help="print the task's log lines to stderr")
@@ -68,7 +69,12 @@ def main(argv: list[str]) -> int:
     from ..payloads.inputs import read_input
 
     observables = [o.strip() for o in args.observables.split(",")] if args.observables else None
-    payload = read_input(input_path, shots=args.shots, program=args.program, observables=observables)
+    parameters = None
+    if args.parameters is not None:
+        from ..payloads.inputs import decode_json
+
+        parameters = decode_json(args.parameters, what="--parameters")
+    payload = read_input(input_path, shots=args.shots, program=args.program, observables=observables, parameters=parameters)
     resolved = resolve_resource(resource_name, args.config, os.environ)
     if resolved.type in IN_PROCESS_TYPES:
         return _supervised(lambda: _execute(resolved, payload, args, output))

@@ -175,7 +175,7 @@ class AerEngine:
         if prepared is None:
             prepared = [self.prepare(pub.circuit, task.program, f"pub {i}") for i, pub in enumerate(task.pubs)]
         if task.program == "sampler":
-            pubs = [self._sample(p, pub, i, task, seed + i) for i, (p, pub) in enumerate(zip(prepared, task.pubs, strict=True))]
+            pubs = self._sample_all(prepared, task, seed)
             body: dict[str, Any] = {"shots": sum(p["shots"] * p["parameter_sets"] for p in pubs), "pubs": pubs}
         else:
             pubs = self._estimate(prepared, task, seed)
@@ -272,26 +272,41 @@ class AerEngine:
 
     # ------------------------------------------------------------------ sample
 
-    def _sample(self, prepared: Prepared, pub: Any, index: int, task: PrimitiveTask, seed: int) -> dict[str, Any]:
-        where = f"pub {index}"
-        shots = pub.shots or task.shots
-        bindings = circuit_tools.bindings(prepared, pub.parameter_values, where, self.limits.max_parameter_sets)
-        shape = tuple(bindings.shape)
-        runnable = prepared.runnable
-        run_kwargs: dict[str, Any] = {"shots": shots, "seed_simulator": seed}
-        sets = 1
-        if prepared.parameters:
-            values = bindings.as_array(prepared.parameters).reshape(-1, len(prepared.parameters))
-            sets = values.shape[0]
-            if sets == 0:
-                raise PayloadError(f"{where}: parameter_values hold no parameter set")
-            run_kwargs["parameter_binds"] = [{p: values[:, j].tolist() for j, p in enumerate(prepared.parameters)}]
-        result = self._run_simulator(runnable, run_kwargs, where)
-        registers = _registers(runnable)
-        per_register: dict[str, list[dict[str, int]]] = {name: [] for name, _ in registers}
+    def _sample_all(self, prepared: list[Prepared], task: PrimitiveTask, seed: int) -> list[dict[str, Any]]:
+        """All pubs with the same shot count in one simulator call (a sweep sends hundreds)."""
+        plans = []
+        for index, (p, pub) in enumerate(zip(prepared, task.pubs, strict=True)):
+            where = f"pub {index}"
+            bindings = circuit_tools.bindings(p, pub.parameter_values, where, self.limits.max_parameter_sets)
+            binds: dict[Any, list[float]] = {}
+            sets = 1
+            if p.parameters:
+                values = bindings.as_array(p.parameters).reshape(-1, len(p.parameters))
+                sets = values.shape[0]
+                if sets == 0:
+                    raise PayloadError(f"{where}: parameter_values hold no parameter set")
+                binds = {param: values[:, j].tolist() for j, param in enumerate(p.parameters)}
+            plans.append((index, p, pub.shots or task.shots, tuple(bindings.shape), sets, binds))
+        out: list[dict[str, Any] | None] = [None] * len(plans)
+        for shots in sorted({plan[2] for plan in plans}):
+            group = [plan for plan in plans if plan[2] == shots]
+            kwargs: dict[str, Any] = {"shots": shots, "seed_simulator": seed + group[0][0]}
+            if any(binds for *_, binds in group):
+                kwargs["parameter_binds"] = [binds for *_, binds in group]
+            where = f"pub {group[0][0]}" if len(group) == 1 else f"pubs {', '.join(str(plan[0]) for plan in group)}"
+            result = self._run_simulator([plan[1].runnable for plan in group], kwargs, where)
+            experiment = 0
+            for index, p, _, shape, sets, _ in group:
+                out[index] = self._pub_counts(result, experiment, p.runnable, shots, shape, sets, f"pub {index}")
+                experiment += sets
+        return out  # type: ignore[return-value]
+
+    def _pub_counts(self, result: Any, first: int, circuit: Any, shots: int, shape: tuple[int, ...], sets: int, where: str) -> dict[str, Any]:
         from qiskit.exceptions import QiskitError
 
-        for experiment in range(sets):
+        registers = _registers(circuit)
+        per_register: dict[str, list[dict[str, int]]] = {name: [] for name, _ in registers}
+        for experiment in range(first, first + sets):
             try:
                 joint = result.get_counts(experiment)
             except QiskitError:

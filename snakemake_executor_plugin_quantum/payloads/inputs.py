@@ -21,11 +21,14 @@ def read_input(
     program: str | None = None,
     observables: list[str] | None = None,
     max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    parameters: Any = None,
 ) -> dict[str, Any]:
     """Read a QRMI payload, an OpenQASM file or a bare Pulser sequence as a payload."""
     text = _read_text(path, max_bytes)
     if _looks_like_qasm(text):
-        return qasm_payload(text, shots=shots, program=program or "sampler", observables=observables)
+        return qasm_payload(text, shots=shots, program=program or "sampler", observables=observables, parameters=parameters)
+    if parameters is not None:
+        raise PayloadError("--parameters applies to circuit files; a payload carries its own parameter values")
     data = decode_json(text, what=path)
     if isinstance(data, dict) and "register" in data and "channels" in data and "sequence" not in data:
         data = {"sequence": data, "job_runs": shots if shots is not None else 1000}
@@ -80,23 +83,29 @@ def _looks_like_qasm(text: str) -> bool:
 
 
 def qasm_payload(
-    qasm: str, shots: int | None = None, program: str = "sampler", observables: list[str] | None = None
+    qasm: str, shots: int | None = None, program: str = "sampler", observables: list[str] | None = None, parameters: Any = None
 ) -> dict[str, Any]:
-    """A QRMI primitive payload for one circuit, so rules can hand over a .qasm file."""
+    """A QRMI primitive payload for one circuit, so rules can hand over a .qasm file.
+
+    ``parameters`` are the circuit's parameter values (in the order of its ``input``
+    declarations), one list per set: ``[0.3]`` or ``[[0.1], [0.2]]``.
+    """
     if program == "sampler":
         if observables:
             raise PayloadError("--observables applies to --program estimator only")
-        parameters: dict[str, Any] = {"pubs": [[qasm]], "version": 2}
+        pub: list[Any] = [qasm] if parameters is None else [qasm, parameters]
+        body: dict[str, Any] = {"pubs": [pub], "version": 2}
         if shots is not None:
-            parameters["shots"] = shots
-        return {"program_id": "sampler", "parameters": parameters}
+            body["shots"] = shots
+        return {"program_id": "sampler", "parameters": body}
     if program == "estimator":
         if not observables:
             raise PayloadError("--program estimator on a circuit file needs --observables, e.g. --observables ZZI,XXI")
-        parameters = {"pubs": [[qasm, observables]], "version": 2}
+        pub = [qasm, observables] if parameters is None else [qasm, observables, parameters]
+        body = {"pubs": [pub], "version": 2}
         if shots is not None:
-            parameters["options"] = {"default_shots": shots}
-        return {"program_id": "estimator", "parameters": parameters}
+            body["options"] = {"default_shots": shots}
+        return {"program_id": "estimator", "parameters": body}
     raise PayloadError(f"--program must be sampler or estimator, got {program!r}")
 
 

@@ -224,3 +224,28 @@ def test_signal_stops_the_task_and_exits_non_zero(tmp_path: Path, sig: signal.Si
     assert f"stopped by {sig.name}" in stderr and "cancelled" in stderr
     assert not out.exists()
     assert os.listdir(tmp_path) == ["slow.qasm"]
+
+
+def test_many_pubs_with_mixed_shots_and_parameters_each_get_their_own_counts(tmp_path: Path) -> None:
+    flip = 'OPENQASM 3.0; include "stdgates.inc"; input float[64] a; qubit[1] q; bit[1] c; rx(a) q[0]; c[0] = measure q[0];'
+    pubs = [[(CIRCUITS / "ghz5.qasm").read_text(), None, 100], [flip, [[0.0], [math.pi]], 100],
+            [(CIRCUITS / "bell.qasm").read_text(), None, 50], [flip, [math.pi], 30]]
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps({"program_id": "sampler", "parameters": {"pubs": pubs, "shots": 10}}))
+    result = qrun("aer", str(path))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    ghz, swept, bell, flipped = doc["pubs"]
+    assert sum(counts_of(doc, 0).values()) == 100 and set(counts_of(doc, 0)) <= {"00000", "11111"}
+    assert swept["shape"] == [2] and swept["registers"]["c"]["counts"] == [{"0": 100}, {"1": 100}]
+    assert set(bell["registers"]["c"]["counts"]) <= {"00", "11"} and sum(bell["registers"]["c"]["counts"].values()) == 50
+    assert flipped["registers"]["c"]["counts"] == {"1": 30}
+    assert doc["shots"] == 100 + 200 + 50 + 30
+
+
+def test_circuit_files_take_parameter_values_on_the_command_line() -> None:
+    result = qrun("aer", str(CIRCUITS / "h2_ansatz.qasm"), "--program", "estimator", "--observables", "ZI,IZ,XX", "--parameters", "[0.3]")
+    assert result.returncode == 0, result.stderr
+    assert np.allclose(json.loads(result.stdout)["pubs"][0]["evs"], [math.cos(0.3), -math.cos(0.3), math.sin(0.3)])
+    bad = qrun("aer", str(CIRCUITS / "h2_ansatz.qasm"), "--program", "estimator", "--observables", "ZI", "--parameters", "[0.3")
+    assert bad.returncode == 2 and "--parameters is not valid JSON" in bad.stderr
