@@ -189,6 +189,7 @@ def test_in_flight_jobs_fail_within_ten_seconds_of_a_vqpu_kill(tmp_path: Path) -
     ended = time.monotonic()
     killer.join()
     assert process.returncode != 0
+    print(f"in-flight jobs failed {ended - killed['at']:.2f} s after kill -9 of the vQPU (run ended)")
     assert ended - killed["at"] < 10, f"jobs took {ended - killed['at']:.1f} s to fail after the kill"
 
 
