@@ -108,6 +108,11 @@ class ExecutorSettings(ExecutorSettingsBase):
     slurm_status_interval: int = field(
         default=2, metadata=_help("Seconds between Slurm status checks.", type=int)
     )
+    slurm_max_status_interval: int = field(
+        default=60,
+        metadata=_help("Longest wait between Slurm status checks: the slurm plugin adds 10 s per check while "
+                       "nothing finishes (up to 180 s), which short jobs feel.", type=int, env_var=True),
+    )
     slurm_logdir: str | None = field(
         default=None, metadata=_help("Directory for Slurm job logs (default .snakemake/slurm_logs).")
     )

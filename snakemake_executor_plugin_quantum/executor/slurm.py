@@ -98,12 +98,26 @@ def _normalise_status_queries() -> None:
 def _slurm_executor_class() -> Any:
     from snakemake_executor_plugin_slurm import Executor as SlurmExecutor
 
+    base_interval = SlurmExecutor.next_seconds_between_status_checks
+
     class QuantumSlurmExecutor(SlurmExecutor):
-        """The slurm plugin's executor, plus per-job sbatch arguments from us."""
+        """The slurm plugin's executor, plus per-job sbatch arguments and a status-interval cap."""
+
+        max_status_interval = 180
 
         def __post_init__(self, *args: Any, **kwargs: Any) -> None:
             self.extra_args: dict[Any, str] = {}
             super().__post_init__(*args, **kwargs)
+
+        @property
+        def next_seconds_between_status_checks(self) -> Any:
+            return base_interval.fget(self)
+
+        @next_seconds_between_status_checks.setter
+        def next_seconds_between_status_checks(self, value: Any) -> None:
+            if value is not None:
+                value = min(value, self.max_status_interval)
+            base_interval.fset(self, value)
 
         def get_partition_arg(self, job: Any) -> str:
             extra = self.extra_args.get(job, "")
@@ -132,7 +146,9 @@ class SlurmRoute:
         )
         view = _SlurmView(workflow, slurm_settings, plugin, remote)
         _normalise_status_queries()
-        self.executor = _slurm_executor_class()(view, logger)
+        executor_class = _slurm_executor_class()
+        executor_class.max_status_interval = max(1, int(settings.slurm_max_status_interval))
+        self.executor = executor_class(view, logger)
         self.qpu_mode = settings.slurm_qpu_mode
         self.env_dir = Path(workflow.workdir_init) / ".snakemake" / "quantum" / "env"
         log.info("Slurm mode: status through %s every %s s", status, remote.seconds_between_status_checks)

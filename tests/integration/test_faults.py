@@ -142,7 +142,7 @@ def _submitted(stderr: str) -> list[str]:
 @pytest.mark.slurm
 def test_a_slurm_job_cancelled_from_outside_fails_the_run_and_a_rerun_completes(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
     workdir = write_workflow(tmp_path, LONG_JOBS)
-    env = clean_env(**slurm_cluster)
+    env = clean_env(**slurm_cluster, SNAKEMAKE_QUANTUM_SLURM_MAX_STATUS_INTERVAL="3")
     process = subprocess.Popen([command("snakemake"), "--profile", str(REPO / "profiles" / "slurm")], cwd=workdir, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -166,7 +166,7 @@ def test_a_slurm_job_cancelled_from_outside_fails_the_run_and_a_rerun_completes(
 @pytest.mark.slurm
 def test_slurmctld_restarted_mid_run_does_not_lose_the_run(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
     workdir = write_workflow(tmp_path, LONG_JOBS)
-    env = clean_env(**slurm_cluster)
+    env = clean_env(**slurm_cluster, SNAKEMAKE_QUANTUM_SLURM_MAX_STATUS_INTERVAL="3")
     process = subprocess.Popen([command("snakemake"), "--profile", str(REPO / "profiles" / "slurm")], cwd=workdir, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(6)  # jobs submitted and running

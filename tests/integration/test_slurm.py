@@ -24,7 +24,8 @@ PROFILE = str(REPO / "profiles" / "slurm")
 
 
 def env_for(cluster: dict[str, str], **extra: str) -> dict[str, str]:
-    return clean_env(**cluster, **extra)
+    # Short jobs: check often (the slurm plugin backs off by 10 s per check otherwise).
+    return clean_env(**cluster, SNAKEMAKE_QUANTUM_SLURM_MAX_STATUS_INTERVAL="3", **extra)
 
 
 def sacct_rows(cluster: dict[str, str], name_filter: str | None = None) -> list[dict[str, str]]:
