@@ -212,3 +212,29 @@ def slurm_cluster(request: pytest.FixtureRequest) -> dict[str, str]:
         pytest.skip(reason)
     conf = os.environ.get("SLURM_TEST_DIR", "/tmp/snakemake-quantum-slurm") + "/slurm.conf"
     return {"SLURM_CONF": conf}
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    """A failed or timed-out test must not leave its processes running into the next one.
+
+    The product's own cleanup is asserted by PID inside the tests; this only mops up
+    after a test that stopped half-way, and says so.
+    """
+    import warnings
+
+    import psutil
+
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    yield
+    leftovers = [p for p in me.children(recursive=True) if p.pid not in before]
+    for process in leftovers:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(leftovers, timeout=10)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    if leftovers:
+        warnings.warn(f"terminated {len(leftovers)} process(es) a test left behind", stacklevel=1)
