@@ -16,57 +16,19 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError, MissingExtraError, PayloadError, ResourceLimitError
+from ..errors import ConfigError, PayloadError, ResourceLimitError
 from ..payloads import circuits as circuit_tools
 from ..payloads import observables as observable_tools
 from ..payloads.model import Limits, PrimitiveTask, SamplerPub
 from ..payloads.results import nest
+from .aer_options import AerOptions, dense_qubit_limit, fake_device, human_mb
 from .memory import available_memory_mb
+
+__all__ = ["AerEngine", "AerOptions", "Prepared"]
 
 log = logging.getLogger(__name__)
 
-METHODS = ("automatic", "statevector", "density_matrix", "matrix_product_state", "stabilizer")
 CLIFFORD = frozenset({"h", "s", "sdg", "x", "y", "z", "cx", "cz", "cy", "swap", "sx", "sxdg", "id", "ecr", "measure", "barrier", "reset"})
-
-
-@dataclass(frozen=True)
-class AerOptions:
-    method: str = "automatic"
-    device: str = "CPU"
-    noise_model: str | None = None  # a fake IBM device, e.g. "fake_torino" or "FakeTorino"
-    seed: int | None = None
-    max_memory_mb: int | None = None
-    threads: int = 0  # OpenMP threads per simulation; 0: all cores
-
-    @classmethod
-    def from_settings(cls, settings: dict[str, str]) -> AerOptions:
-        method = settings.get("QRMI_AER_METHOD", "automatic") or "automatic"
-        if method not in METHODS:
-            raise ConfigError(f"QRMI_AER_METHOD={method!r} is not one of {', '.join(METHODS)}")
-        device = (settings.get("QRMI_AER_DEVICE", "CPU") or "CPU").upper()
-        if device not in ("CPU", "GPU"):
-            raise ConfigError(f"QRMI_AER_DEVICE={device!r} must be CPU or GPU")
-        return cls(
-            method=method,
-            device=device,
-            noise_model=settings.get("QRMI_AER_NOISE_MODEL") or None,
-            seed=_int_setting(settings, "QRMI_AER_SEED"),
-            max_memory_mb=_int_setting(settings, "QRMI_AER_MAX_MEMORY_MB"),
-            threads=_int_setting(settings, "QRMI_AER_THREADS") or 0,
-        )
-
-
-def _int_setting(settings: dict[str, str], key: str) -> int | None:
-    value = settings.get(key)
-    if value in (None, ""):
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"{key}={value!r} must be an integer") from None
-    if number < 0:
-        raise ConfigError(f"{key}={value!r} must not be negative")
-    return number
 
 
 @dataclass(frozen=True)
@@ -94,7 +56,7 @@ class AerEngine:
 
         self.options = options
         self.limits = limits
-        self._device_backend = _fake_device(options.noise_model) if options.noise_model else None
+        self._device_backend = fake_device(options.noise_model) if options.noise_model else None
         backend_options: dict[str, Any] = {"method": options.method, "device": options.device, "max_parallel_threads": options.threads}
         if self._device_backend is not None:
             self.simulator = AerSimulator.from_backend(self._device_backend, **backend_options)
@@ -266,7 +228,7 @@ class AerEngine:
         if qubits > limit:
             kind = "statevector" if method == "automatic" else method
             raise ResourceLimitError(
-                f"{where}: {qubits} active qubits exceed the {limit} that fit in {_human_mb(budget_mb)} "
+                f"{where}: {qubits} active qubits exceed the {limit} that fit in {human_mb(budget_mb)} "
                 f"with the {kind} method; use QRMI_AER_METHOD=matrix_product_state or fewer qubits"
             )
 
@@ -378,16 +340,6 @@ class AerEngine:
         return {"noise_model": NoiseModel.from_backend(self._device_backend)}
 
 
-def dense_qubit_limit(method: str, budget_mb: float) -> int:
-    """Most qubits whose complex128 state vector (or density matrix) fits in ``budget_mb``."""
-    exponent_per_qubit = 2 if method == "density_matrix" else 1
-    budget = budget_mb * 2**20
-    qubits = 0
-    while 16 * 2 ** ((qubits + 1) * exponent_per_qubit) <= budget:
-        qubits += 1
-    return qubits
-
-
 def _check_broadcast(obs_shape: tuple[int, ...], bind_shape: tuple[int, ...], where: str) -> None:
     import numpy as np
 
@@ -432,26 +384,3 @@ def _status_line(result: Any) -> str:
     return str(getattr(result, "status", "unknown error")).splitlines()[0]
 
 
-def _human_mb(mb: float) -> str:
-    if mb == float("inf"):
-        return "more memory than exists"
-    if mb >= 2**20:
-        return f"{mb / 2**20:.3g} TiB"
-    if mb >= 1024:
-        return f"{mb / 1024:.3g} GiB"
-    return f"{mb:.3g} MiB"
-
-
-def _fake_device(name: str) -> Any:
-    """A fake IBM device by name ('fake_torino', 'FakeTorino', 'torino')."""
-    try:
-        from qiskit_ibm_runtime import fake_provider
-    except ImportError:
-        raise MissingExtraError(f"QRMI_AER_NOISE_MODEL={name}", "ibm") from None
-    wanted = name.lower().replace("_", "").replace("-", "")
-    if not wanted.startswith("fake"):
-        wanted = "fake" + wanted
-    for attr in dir(fake_provider):
-        if attr.lower() == wanted and attr.startswith("Fake"):
-            return getattr(fake_provider, attr)()
-    raise ConfigError(f"QRMI_AER_NOISE_MODEL={name!r} is not a fake IBM device (e.g. fake_torino, fake_sherbrooke)")
