@@ -75,7 +75,20 @@ class Service:
         )
 
 
-def start_service(name: str, event_dir: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 60) -> Service:
+# Processes that module- or session-scoped fixtures own: they outlive the test that first
+# requested them, so the per-test leftover sweep must not take them for strays.
+SHARED_PIDS: set[int] = set()
+
+
+def start_service(
+    name: str,
+    event_dir: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    shared: bool = False,
+) -> Service:
+    """Start ``vqpu serve`` and wait for its event file; ``shared`` for fixtures wider than a test."""
     process = subprocess.Popen(
         [command("vqpu"), "serve", name, "--event-dir", str(event_dir), *extra],
         env=env or clean_env(),
@@ -84,6 +97,8 @@ def start_service(name: str, event_dir: Path, *extra: str, env: dict[str, str] |
         text=True,
     )
     service = Service(name, event_dir, process)
+    if shared:
+        SHARED_PIDS.add(process.pid)
     deadline = time.monotonic() + timeout
     while not service.event_file.exists():
         if process.poll() is not None:
@@ -214,6 +229,16 @@ def slurm_cluster(request: pytest.FixtureRequest) -> dict[str, str]:
     return {"SLURM_CONF": conf}
 
 
+def _with_children(pid: int) -> list:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_processes() -> Iterator[None]:
     """A failed or timed-out test must not leave its processes running into the next one.
@@ -228,7 +253,8 @@ def _no_leftover_processes() -> Iterator[None]:
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     yield
-    leftovers = [p for p in me.children(recursive=True) if p.pid not in before]
+    shared = {p.pid for pid in SHARED_PIDS for p in _with_children(pid)}
+    leftovers = [p for p in me.children(recursive=True) if p.pid not in before | shared]
     for process in leftovers:
         with contextlib.suppress(psutil.Error):
             process.terminate()

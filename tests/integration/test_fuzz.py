@@ -106,7 +106,7 @@ def test_qasm_handling_gives_circuits_or_clean_errors(aer_engine, header: str, b
 
 @pytest.fixture(scope="module")
 def fuzz_service(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    service = start_service("fuzz", tmp_path_factory.mktemp("fuzz") / "events", "--lanes", "1", "--max-request-mb", "1")
+    service = start_service("fuzz", tmp_path_factory.mktemp("fuzz") / "events", "--lanes", "1", "--max-request-mb", "1", shared=True)
     yield service
     stop_service(service)
 

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def vqpu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    service = start_service("prims", tmp_path_factory.mktemp("events"), "--engine", "aer", "--lanes", "2")
+    service = start_service("prims", tmp_path_factory.mktemp("events"), "--engine", "aer", "--lanes", "2", shared=True)
     yield service
     stop_service(service)
 
