@@ -119,6 +119,12 @@ class ExecutorSettings(ExecutorSettingsBase):
     slurm_vqpu_partition: str | None = field(
         default=None, metadata=_help("Partition for vQPU sidecar jobs whose resource sets no slurm.partition (default: the cluster's default).")
     )
+    qrun_subprocess: bool = field(
+        default=False,
+        metadata={"help": "Run every qrun command as its own process. By default a job whose whole command is one "
+                          "plain `qrun` call on a vQPU sends its request from the executor instead (same output, "
+                          "~100 ms less per job)."},
+    )
     slurm_keep_logs: bool = field(
         default=False, metadata={"help": "Keep the Slurm logs of successful jobs (the slurm plugin deletes them by default)."}
     )

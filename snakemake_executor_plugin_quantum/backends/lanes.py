@@ -33,8 +33,8 @@ class ThreadLane:
     def __init__(self, engine: Any):
         self.engine = engine
 
-    def run(self, task_id: str, task: Any, prepared: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        return self.engine.run(task, prepared)
+    def run(self, task_id: str, task: Any, prepared: Any, threads: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.engine.run(task, prepared, threads)
 
     def stop(self, task_id: str) -> None:
         pass
@@ -72,11 +72,11 @@ class ProcessLane:
         if kind != "ready":
             raise value if isinstance(value, BaseException) else QuantumError(str(value))
 
-    def run(self, task_id: str, task: Any, prepared: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def run(self, task_id: str, task: Any, prepared: Any, threads: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         with self._lock:
             self._current = task_id
         try:
-            self._conn.send((task, prepared))
+            self._conn.send((task, prepared, threads))
             kind, value = self._conn.recv()
         except (EOFError, OSError):
             with self._lock:
@@ -148,9 +148,9 @@ def _worker_main(conn: Any, spec: Any) -> None:
             return
         if message is None:
             return
-        task, prepared = message
+        task, prepared, threads = message
         try:
-            conn.send(("ok", engine.run(task, prepared)))
+            conn.send(("ok", engine.run(task, prepared, threads)))
         except QuantumError as exc:
             conn.send(("error", exc))
         except Exception as exc:  # an engine bug fails the task, not the worker

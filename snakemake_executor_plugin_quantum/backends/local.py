@@ -72,6 +72,7 @@ class LocalResource(QuantumResource):
         max_queued: int = 4096,
         keep_finished: int = 4096,
         inline_small: bool = False,
+        core_budget: int | None = None,
     ):
         super().__init__(resource_id, resource_type)
         self.engine = engine
@@ -81,6 +82,10 @@ class LocalResource(QuantumResource):
         self.max_queued = max_queued
         self.keep_finished = keep_finished
         self._inline = ThreadLane(engine) if inline_small else None
+        # Cores the lanes share: a task that starts while k lanes are busy gets budget/k
+        # threads, so one lane running alone is not held to its even share.
+        self.core_budget = core_budget
+        self._busy_lanes = 0
         self._inline_slot = threading.Lock()
         self._queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._feeders = [
@@ -238,9 +243,11 @@ class LocalResource(QuantumResource):
             record.status = TaskStatus.RUNNING
             record.started = time.time()
             record.lane = lane
-        record.log(f"running on {threading.current_thread().name}")
+            self._busy_lanes += 1
+            threads = max(1, self.core_budget // self._busy_lanes) if self.core_budget else None
+        record.log(f"running on {threading.current_thread().name}" + (f" with {threads} thread(s)" if threads else ""))
         try:
-            body, metadata = lane.run(record.id, task, record.prepared)
+            body, metadata = lane.run(record.id, task, record.prepared, threads)
         except LaneStopped:
             self._finish(record, TaskStatus.CANCELLED, error="cancelled while running")
             return
@@ -254,6 +261,7 @@ class LocalResource(QuantumResource):
         finally:
             with self._lock:
                 record.lane = None
+                self._busy_lanes -= 1
         metadata["queued_seconds"] = round((record.started or record.submitted) - record.submitted, 6)
         doc = results.document(task.program, (self.resource_id, self.resource_type), body, metadata, task_id=record.id)
         with self._lock:

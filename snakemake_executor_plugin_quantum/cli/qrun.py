@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import QuantumError, UsageError
@@ -38,8 +39,8 @@ class _Stopped(BaseException):
         self.signum = signum
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qrun", description="Run a quantum task on a QRMI-style resource.")
+def _parser(cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser = cls(prog="qrun", description="Run a quantum task on a QRMI-style resource.")
     parser.add_argument("args", nargs="+", metavar="[RESOURCE] INPUT [OUTPUT]", help="resource name (default: the job's only resource), payload or circuit file, optional output file")
     parser.add_argument("-o", "--output", help="write the result JSON here (atomically) instead of stdout")
     parser.add_argument("--shots", type=int, help="default shots (job_runs for Pulser); per-pub shots still win")
@@ -53,32 +54,71 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+class _NoExit(argparse.ArgumentParser):
+    """A parser that raises instead of printing usage and exiting (for callers in threads)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        raise UsageError(message or "qrun exited while parsing its arguments")
+
+
+@dataclass
+class Invocation:
+    """A parsed qrun command line."""
+
+    args: argparse.Namespace
+    resource_name: str | None
+    input_path: str
+    output: str | None
+
+
+def parse(argv: list[str], parser: argparse.ArgumentParser | None = None) -> Invocation:
+    args = (parser or _parser()).parse_args(argv)
     positional = args.args
     if len(positional) > 3:
         raise UsageError(f"expected [RESOURCE] INPUT [OUTPUT], got {len(positional)} arguments")
-    resource_name = positional[0] if len(positional) >= 2 else None
-    input_path = positional[1] if len(positional) >= 2 else positional[0]
-    output = args.output or (positional[2] if len(positional) == 3 else None)
     if args.shots is not None and args.shots <= 0:
         raise UsageError(f"--shots must be a positive integer, got {args.shots}")
     if args.timeout is not None and args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
+    return Invocation(
+        args=args,
+        resource_name=positional[0] if len(positional) >= 2 else None,
+        input_path=positional[1] if len(positional) >= 2 else positional[0],
+        output=args.output or (positional[2] if len(positional) == 3 else None),
+    )
 
+
+def parse_quietly(argv: list[str]) -> Invocation | None:
+    """``argv`` parsed, or None where plain qrun would print usage, help or an error."""
+    try:
+        return parse(argv, _parser(_NoExit))
+    except UsageError:
+        return None
+
+
+def read_payload(invocation: Invocation) -> dict[str, Any]:
     from ..payloads.inputs import read_input
 
+    args = invocation.args
     observables = [o.strip() for o in args.observables.split(",")] if args.observables else None
     parameters = None
     if args.parameters is not None:
         from ..payloads.inputs import decode_json
 
         parameters = decode_json(args.parameters, what="--parameters")
-    payload = read_input(input_path, shots=args.shots, program=args.program, observables=observables, parameters=parameters)
-    resolved = resolve_resource(resource_name, args.config, os.environ)
+    return read_input(invocation.input_path, shots=args.shots, program=args.program, observables=observables, parameters=parameters)
+
+
+def main(argv: list[str]) -> int:
+    invocation = parse(argv)
+    payload = read_payload(invocation)
+    resolved = resolve_resource(invocation.resource_name, invocation.args.config, os.environ)
     if resolved.type in IN_PROCESS_TYPES:
-        return _supervised(lambda: _execute(resolved, payload, args, output))
-    return _execute(resolved, payload, args, output)
+        return _supervised(lambda: _execute(resolved, payload, invocation.args, invocation.output))
+    return _execute(resolved, payload, invocation.args, invocation.output)
 
 
 def _execute(resolved: Any, payload: dict[str, Any], args: argparse.Namespace, output: str | None) -> int:
@@ -89,6 +129,12 @@ def _execute(resolved: Any, payload: dict[str, Any], args: argparse.Namespace, o
         result = _run(resource, payload, resolved.settings, args)
     finally:
         resource.close()
+    write_result(result, output)
+    return 0
+
+
+def write_result(result: dict[str, Any], output: str | None) -> None:
+    """The result document, atomically to ``output`` or else to stdout."""
     text = json.dumps(result, indent=1)
     if output:
         from ..atomic import write_atomic
@@ -96,7 +142,6 @@ def _execute(resolved: Any, payload: dict[str, Any], args: argparse.Namespace, o
         write_atomic(output, text.encode() + b"\n")
     else:
         sys.stdout.write(text + "\n")
-    return 0
 
 
 def _supervised(work: Any) -> int:
@@ -146,7 +191,7 @@ def _run(resource: Any, payload: dict[str, Any], settings: dict[str, str], args:
         raise _Stopped(signum)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    timeout = args.timeout if args.timeout is not None else _job_timeout(settings)
+    timeout = args.timeout if args.timeout is not None else job_timeout(settings)
     try:
         result = resource.run(payload, timeout=timeout)
         if args.logs:
@@ -154,13 +199,13 @@ def _run(resource: Any, payload: dict[str, Any], settings: dict[str, str], args:
         return result
     except _Stopped as stopped:
         task_id = resource.last_task_id
-        _stop_quietly(resource, task_id)
+        stop_quietly(resource, task_id)
         name = signal.Signals(stopped.signum).name
         print(f"qrun: stopped by {name}" + (f"; task {task_id} cancelled" if task_id else ""), file=sys.stderr)
         raise SystemExit(128 + stopped.signum) from None
     except QuantumError as exc:
         task_id = resource.last_task_id
-        _stop_quietly(resource, task_id)
+        stop_quietly(resource, task_id)
         if args.logs and task_id:
             _print_logs(resource, task_id)
         raise exc from None
@@ -168,10 +213,10 @@ def _run(resource: Any, payload: dict[str, Any], settings: dict[str, str], args:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if own_token is not None:
-            _release_quietly(resource, own_token)
+            release_quietly(resource, own_token)
 
 
-def _job_timeout(settings: dict[str, str]) -> float | None:
+def job_timeout(settings: dict[str, str]) -> float | None:
     """The job's QRMI_JOB_TIMEOUT_SECONDS (set by spank_qrmi or our executor), if any."""
     value = settings.get("QRMI_JOB_TIMEOUT_SECONDS", "")
     try:
@@ -181,7 +226,7 @@ def _job_timeout(settings: dict[str, str]) -> float | None:
     return seconds if seconds > 0 else None
 
 
-def _stop_quietly(resource: Any, task_id: str | None) -> None:
+def stop_quietly(resource: Any, task_id: str | None) -> None:
     if task_id is None:
         return
     try:
@@ -191,7 +236,7 @@ def _stop_quietly(resource: Any, task_id: str | None) -> None:
         pass  # the resource is gone: nothing left to stop
 
 
-def _release_quietly(resource: Any, token: str) -> None:
+def release_quietly(resource: Any, token: str) -> None:
     with contextlib.suppress(QuantumError):
         resource.release(token)
 

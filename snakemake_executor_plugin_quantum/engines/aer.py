@@ -128,8 +128,14 @@ class AerEngine:
             out.append(prepared)
         return out
 
-    def run(self, task: PrimitiveTask, prepared: list[Prepared] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Run a validated task; returns (result body, metadata)."""
+    def run(
+        self, task: PrimitiveTask, prepared: list[Prepared] | None = None, threads: int | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Run a validated task; returns (result body, metadata).
+
+        ``threads`` overrides the configured OpenMP threads for this task's sampling (a vQPU
+        lane running alone may use its idle neighbours' cores).
+        """
         started = time.perf_counter()
         seed = task.seed if task.seed is not None else self.options.seed
         if seed is None:
@@ -137,7 +143,7 @@ class AerEngine:
         if prepared is None:
             prepared = [self.prepare(pub.circuit, task.program, f"pub {i}") for i, pub in enumerate(task.pubs)]
         if task.program == "sampler":
-            pubs = self._sample_all(prepared, task, seed)
+            pubs = self._sample_all(prepared, task, seed, threads)
             body: dict[str, Any] = {"shots": sum(p["shots"] * p["parameter_sets"] for p in pubs), "pubs": pubs}
         else:
             pubs = self._estimate(prepared, task, seed)
@@ -234,7 +240,7 @@ class AerEngine:
 
     # ------------------------------------------------------------------ sample
 
-    def _sample_all(self, prepared: list[Prepared], task: PrimitiveTask, seed: int) -> list[dict[str, Any]]:
+    def _sample_all(self, prepared: list[Prepared], task: PrimitiveTask, seed: int, threads: int | None = None) -> list[dict[str, Any]]:
         """All pubs with the same shot count in one simulator call (a sweep sends hundreds)."""
         plans = []
         for index, (p, pub) in enumerate(zip(prepared, task.pubs, strict=True)):
@@ -253,6 +259,8 @@ class AerEngine:
         for shots in sorted({plan[2] for plan in plans}):
             group = [plan for plan in plans if plan[2] == shots]
             kwargs: dict[str, Any] = {"shots": shots, "seed_simulator": seed + group[0][0]}
+            if threads:
+                kwargs["max_parallel_threads"] = threads
             if any(binds for *_, binds in group):
                 kwargs["parameter_binds"] = [binds for *_, binds in group]
             where = f"pub {group[0][0]}" if len(group) == 1 else f"pubs {', '.join(str(plan[0]) for plan in group)}"

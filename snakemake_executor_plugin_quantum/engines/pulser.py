@@ -99,7 +99,7 @@ class PulserEngine:
             raise PayloadError("Pulser sequence has no pulses (duration 0)")
         return sequence
 
-    def run(self, task: PulserTask, prepared: None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def run(self, task: PulserTask, prepared: None = None, threads: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         import numpy as np
         from pulser.backend import StateResult
         from pulser_simulation import QutipBackendV2, QutipConfig

@@ -28,7 +28,7 @@ from ..errors import QuantumError
 from ..resources.config import find_config, load_config
 from ..resources.leases import LaneLeases
 from ..settings import ExecutorSettings
-from . import environ
+from . import environ, inline
 from .gpus import GpuSlots, detect_gpus, parse_slots
 from .requests import JobRequest, RequestReader
 from .session import RunSession
@@ -109,6 +109,7 @@ class Executor(LocalExecutor):
         self._previous_sigterm: Any = None
         self._warned_no_gpu = False
         self._closed = False
+        self.inline = inline.InlineRuns()
         environ.install()
         self._start_vqpus(pending)
 
@@ -212,6 +213,9 @@ class Executor(LocalExecutor):
             with contextlib.ExitStack() as stack:
                 variables = self._job_context(job, request, stack)
                 stack.enter_context(environ.job_environment(variables))
+                argv = self._inline_qrun(job, request)
+                if argv is not None:
+                    run_func = inline.runner(self.inline, argv, environ.snapshot(), run_func)
                 super().cached_or_run(job, run_func, *args)
         except QuantumError as exc:
             raise WorkflowError(f"rule {request.rule}: {exc}") from None
@@ -238,6 +242,15 @@ class Executor(LocalExecutor):
                     stack.enter_context(self.leases.hold(resource.name, resource.lanes, request.lanes, self._stop))
             variables.update(self.session.job_env(request, event_files, self._job_timeout(job)))
         return variables
+
+    def _inline_qrun(self, job: Any, request: JobRequest) -> list[str] | None:
+        """qrun's arguments when this job may send its vQPU request from here (see inline.py)."""
+        if self.settings.qrun_subprocess or not request.vqpus or not inline.job_qualifies(job):
+            return None
+        try:
+            return inline.qrun_argv(job.shellcmd)
+        except Exception:  # a command Snakemake cannot format here: let shell() report it
+            return None
 
     def _job_timeout(self, job: Any) -> int:
         """Seconds the job's quantum tasks may take: its runtime (minutes), else the setting."""
@@ -300,6 +313,7 @@ class Executor(LocalExecutor):
                 self._submitter.shutdown(wait=True, cancel_futures=True)
                 self.slurm.cancel()  # scancel every job of this run
             else:
+                self.inline.stop_all()
                 self._stop_job_processes()
             super().cancel()
             self._remove_partial_outputs()

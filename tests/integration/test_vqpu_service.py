@@ -169,6 +169,28 @@ def test_stopping_a_running_task_kills_its_worker_and_service_goes_on(tmp_path: 
         stop_service(service)
 
 
+def test_a_lane_running_alone_uses_the_idle_lanes_cores_with_the_same_samples(tmp_path: Path) -> None:
+    cores = os.cpu_count() or 1
+    service = start_service("budget", tmp_path / "events", "--lanes", "2")
+    try:
+        c = client(service)
+        sixteen = {"program_id": "sampler", "parameters": {"pubs": [[long_circuit(16, 20)]], "shots": 300, "options": {"simulator": {"seed_simulator": 5}}}}
+        alone = c.run(sixteen, timeout=120)
+        assert f"with {cores} thread(s)" in c.task_logs(c.last_task_id)
+        blocker = c.task_start({"program_id": "sampler", "parameters": {"pubs": [[long_circuit(18, 300)]], "shots": 10}})
+        deadline = time.monotonic() + 30
+        while c.task_status(blocker).value != "Running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        beside = c.run(sixteen, timeout=120)
+        assert f"with {max(1, cores // 2)} thread(s)" in c.task_logs(c.last_task_id)
+        c.task_stop(blocker)
+        counts = [r["pubs"][0]["registers"]["c"]["counts"] for r in (alone, beside)]
+        assert counts[0] == counts[1], "a seed gives the same samples whatever the thread count"
+    finally:
+        stop_service(service)
+
+
 def test_eight_clients_hundred_tasks_each_without_errors_and_bounded_memory(aer_vqpu: Service) -> None:
     def tree_rss() -> int:
         root = psutil.Process(aer_vqpu.process.pid)

@@ -1,0 +1,143 @@
+"""Run a job whose whole command is one ``qrun`` call on a vQPU in the executor's thread.
+
+Such a job would otherwise cost a ``bash`` and a Python interpreter that imports our
+modules (~110 ms on a 2-core VM) to send one request to a warm vQPU (~5 ms). Here the
+executor makes the same request itself, with the job's QRMI environment, and writes the
+same output atomically. Only commands that mean exactly that qualify: a plain ``qrun``
+word, no shell syntax, no conda/container/env-modules, shadow, benchmark or log, no
+shell prefix/suffix, and a resource that resolves to a vQPU. Everything else, including
+qrun's own usage errors, runs as a normal shell job.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from snakemake.exceptions import WorkflowError
+
+from ..backends.vqpu import VQPUClient
+from ..cli import qrun
+from ..errors import QuantumError
+from ..resources.resolve import resolve_resource
+from ..resources.types import VQPU
+
+# Characters that make bash do more than split words, outside quotes ($, ` and \ anywhere).
+_UNQUOTED_SPECIAL = set("|&;<>()*?[]{}~#!\n")
+_ALWAYS_SPECIAL = set("$`\\")
+# Flags whose output must look exactly as a qrun process prints it.
+_PROCESS_ONLY_FLAGS = {"-h", "--help", "--debug", "--logs"}
+
+
+def qrun_argv(command: str | None) -> list[str] | None:
+    """qrun's arguments when ``command`` is one plain qrun call, else None."""
+    if not command or _ALWAYS_SPECIAL & set(command):
+        return None
+    quote = None
+    for char in command:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in _UNQUOTED_SPECIAL:
+            return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words or words[0] != "qrun" or _PROCESS_ONLY_FLAGS & set(words):
+        return None
+    return words[1:]
+
+
+def job_qualifies(job: Any) -> bool:
+    """The job runs a shell command as-is, in the workflow's working directory."""
+    from snakemake.shell import shell
+
+    return bool(
+        job.is_shell
+        and not (job.conda_env or job.container_img or job.env_modules)
+        and not (job.is_shadow or job.benchmark or job.log or job.is_pipe or job.is_service)
+        and not shell._process_prefix
+        and not shell._process_suffix
+    )
+
+
+class InlineRuns:
+    """The qrun calls running in executor threads, so a cancel can stop their tasks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: dict[VQPUClient, dict[str, str]] = {}  # client -> its settings
+
+    def try_run(self, argv: list[str], environ: Mapping[str, str]) -> bool:
+        """Run the task and write its output; False (nothing done) when it is not for a vQPU.
+
+        Errors read as qrun's own would (``qrun: error: ...``) and fail the job.
+        """
+        try:
+            return self._try_run(argv, environ)
+        except QuantumError as exc:
+            raise WorkflowError(f"qrun: error: {exc}") from None
+
+    def _try_run(self, argv: list[str], environ: Mapping[str, str]) -> bool:
+        invocation = qrun.parse_quietly(argv)
+        if invocation is None:
+            return False
+        resolved = resolve_resource(invocation.resource_name, invocation.args.config, environ)
+        if resolved.type != VQPU:
+            return False
+        payload = qrun.read_payload(invocation)
+        client = VQPUClient(resolved.name, resolved.settings)
+        with self._lock:
+            self._clients[client] = resolved.settings
+        try:
+            result = self._run(client, payload, resolved.settings, invocation)
+        finally:
+            with self._lock:
+                self._clients.pop(client, None)
+            client.close()
+        qrun.write_result(result, invocation.output)
+        return True
+
+    @staticmethod
+    def _run(client: VQPUClient, payload: dict[str, Any], settings: dict[str, str], invocation: qrun.Invocation) -> dict[str, Any]:
+        token = None if settings.get("QRMI_JOB_ACQUISITION_TOKEN") else client.acquire()
+        timeout = invocation.args.timeout or qrun.job_timeout(settings)
+        try:
+            return client.run(payload, timeout=timeout)
+        except QuantumError:
+            qrun.stop_quietly(client, client.last_task_id)
+            raise
+        finally:
+            if token is not None:
+                qrun.release_quietly(client, token)
+
+    def stop_all(self) -> None:
+        """Cancel every task an inline qrun is waiting for (Ctrl-C, SIGTERM, failure).
+
+        Each waiting client's connection is busy with its long poll, so the stop goes over
+        a connection of its own; the poll then returns the Cancelled state.
+        """
+        with self._lock:
+            clients = list(self._clients.items())
+        for client, settings in clients:
+            if client.last_task_id is None:
+                continue
+            stopper = VQPUClient(client.resource_id, settings)
+            try:
+                qrun.stop_quietly(stopper, client.last_task_id)
+            finally:
+                stopper.close()
+
+
+def runner(inline: InlineRuns, argv: list[str], environ: Mapping[str, str], fallback: Callable[..., Any]) -> Callable[..., None]:
+    """A ``run_func`` for Snakemake's ``cached_or_run``: inline when it can, else ``fallback``."""
+
+    def run(*args: Any) -> None:
+        if not inline.try_run(argv, environ):
+            fallback(*args)
+
+    return run

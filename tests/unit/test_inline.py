@@ -1,0 +1,64 @@
+"""Which rule commands the executor may run as an in-thread qrun call, and which it must not."""
+
+from __future__ import annotations
+
+import pytest
+
+from snakemake_executor_plugin_quantum.cli import qrun
+from snakemake_executor_plugin_quantum.executor.inline import qrun_argv
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        ("qrun c.qasm -o out.json", ["c.qasm", "-o", "out.json"]),
+        ("qrun  sim  c.qasm  out.json --shots 100", ["sim", "c.qasm", "out.json", "--shots", "100"]),
+        ("qrun c.qasm --parameters '[0.3, 1.2]' -o 'with space.json'", ["c.qasm", "--parameters", "[0.3, 1.2]", "-o", "with space.json"]),
+        ('qrun c.qasm --observables "ZZ,XX" -o o.json --program estimator', ["c.qasm", "--observables", "ZZ,XX", "-o", "o.json", "--program", "estimator"]),
+        ("qrun 'a;b.qasm'", ["a;b.qasm"]),
+    ],
+)
+def test_plain_qrun_calls_qualify(command: str, argv: list[str]) -> None:
+    assert qrun_argv(command) == argv
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        None,
+        "",
+        "qrun c.qasm > out.json",
+        "qrun c.qasm -o o.json 2> log.txt",
+        "qrun c.qasm -o o.json && touch done",
+        "qrun c.qasm -o o.json; echo hi",
+        "qrun c.qasm | tee o.json",
+        "qrun $CIRCUIT -o o.json",
+        "qrun \"$CIRCUIT\" -o o.json",
+        "qrun `cat name` -o o.json",
+        "qrun c\\ 1.qasm -o o.json",
+        "qrun c*.qasm -o o.json",
+        "qrun c.qasm -o ~/o.json",
+        "qrun c.qasm --parameters [0.3] -o o.json",
+        "qrun c.qasm -o o.json &",
+        "qrun c.qasm -o o.json\ntouch x",
+        "qrun 'unterminated -o o.json",
+        "QRMI_X=1 qrun c.qasm",
+        "/opt/bin/qrun c.qasm",
+        "python -m qrun c.qasm",
+        "qrun --help",
+        "qrun c.qasm --logs -o o.json",
+        "qrun c.qasm --debug",
+        "(qrun c.qasm)",
+    ],
+)
+def test_anything_else_runs_in_a_shell(command: str | None) -> None:
+    assert qrun_argv(command) is None
+
+
+def test_unparseable_arguments_are_left_to_the_qrun_process() -> None:
+    assert qrun.parse_quietly(["c.qasm", "--shots", "many"]) is None
+    assert qrun.parse_quietly(["a", "b", "c", "d"]) is None
+    assert qrun.parse_quietly(["c.qasm", "--no-such-flag"]) is None
+    parsed = qrun.parse_quietly(["sim", "c.qasm", "out.json", "--shots", "5"])
+    assert parsed is not None
+    assert (parsed.resource_name, parsed.input_path, parsed.output, parsed.args.shots) == ("sim", "c.qasm", "out.json", 5)
