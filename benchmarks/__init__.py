@@ -1,0 +1,1 @@
+"""Benchmarks of snakemake-executor-plugin-quantum: ``python benchmarks/run.py [--quick]``."""
