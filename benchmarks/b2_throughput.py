@@ -38,8 +38,11 @@ TARGET_N = 200
 def run(ctx: Context) -> Section:
     section = Section("B2", "Workflow throughput: N sampling jobs, vQPU sidecar + qrun vs a script per job")
     # N -> (runs always done, most runs if the suite's time budget allows)
-    ours_plan = ctx.size({20: (1, 1), 50: (1, 1)}, {50: (1, 2), 200: (1, 3), 1000: (1, 1)})
-    base_plan = ctx.size({20: (1, 1), 50: (1, 1)}, {50: (1, 2), 200: (1, 1)})
+    ours_plan = ctx.size({20: (1, 1), 50: (1, 1)}, {20: (1, 1), 50: (1, 2), 200: (1, 3), 1000: (1, 1)})
+    # A baseline job costs ~3.5 CPU-seconds (a fresh interpreter importing and transpiling),
+    # so N=200 alone takes ~400 s here: it runs only when the suite's budget has room for it
+    # (`--only B2`), else it is extrapolated from N=20 and N=50 (and says so).
+    base_plan = ctx.size({20: (1, 1), 50: (1, 1)}, {20: (1, 1), 50: (1, 1), 200: (0, 1)})
     largest = max(ours_plan)
     circuits_dir = ctx.workdir / "circuits"
     circuits = write_circuits(circuits_dir, largest)
@@ -72,7 +75,7 @@ def run(ctx: Context) -> Section:
                 always, most = plan.get(n, (0, 0))
                 if r >= most:
                     continue
-                if r >= always and not ctx.optional(1.2 * statistics.median(store[n]), f"{side} N={n} run {r + 1}"):
+                if r >= always and not ctx.optional(1.2 * _expected(store, n), f"{side} N={n} run {r + 1}"):
                     continue
                 one(side, n)
 
@@ -147,13 +150,15 @@ def run(ctx: Context) -> Section:
         for n in missing:
             estimate = statistics.median(base[hi]) + bslope * (n - hi)
             speedup = estimate / statistics.median(ours[n])
+            target = f">= {TARGET_SPEEDUP:g}x" if n == TARGET_N else ""
             section.add(Row(f"N={n}: speedup vs EXTRAPOLATED base", Stats.of(ours[n]), Stats.of([estimate]),
-                            ratio=speedup, ratio_label="speedup base/ours",
-                            note="baseline not run"))
+                            ratio=speedup, ratio_label="speedup base/ours", note="baseline not run",
+                            target=target, met=(speedup >= TARGET_SPEEDUP) if target else None))
             section.note(
                 f"The baseline at N={n} was **not run** (it would take ~{estimate / 60:.0f} min); its "
                 f"{estimate:.0f} s is a linear **extrapolation** from the measured N={lo} and N={hi} "
-                f"baseline runs ({bslope * 1e3:.0f} ms per extra job)."
+                f"baseline runs ({bslope * 1e3:.0f} ms per extra job); `python benchmarks/run.py --only B2` "
+                "has the time to measure it."
             )
 
     missed = [n for n in sorted(ours) if statistics.median((w - n * sim) / n for w in ours[n]) > TARGET_OVERHEAD]
@@ -171,8 +176,9 @@ def run(ctx: Context) -> Section:
         section.note(
             f"**Per-job overhead target (<= {TARGET_OVERHEAD * 1e3:.0f} ms) missed** at " + "; ".join(parts) + ". "
             "The start-up (Snakemake, DAG, the vQPU sidecar's start) shrinks per job as N grows; the running "
-            "part does not: each job is Snakemake's own per-job scheduling and bookkeeping plus a round trip "
-            "to the vQPU (see *Where the time goes*). To meet the target the running part has to fall below "
+            "part does not, and grows with N: each job is Snakemake's own per-job scheduling and bookkeeping, "
+            "whose cost rises with the number of jobs waiting (B4), plus a round trip to the vQPU (see *Where "
+            "the time goes*). To meet the target the running part has to fall below "
             "it: fewer jobs per circuit (several circuits as pubs of one `qrun` payload: one job and one "
             "request for many circuits, as `workflows/sweep` does)."
         )
@@ -186,3 +192,14 @@ def run(ctx: Context) -> Section:
                          f"{1 / statistics.median(rate[('ours', n)]) * 1e3:.0f} ms; ours also starts a vQPU first.")
             section.note(text)
     return section
+
+
+def _expected(store: dict[int, list[float]], n: int) -> float:
+    """Seconds a run of size ``n`` should take: its median, else scaled from the largest smaller size."""
+    if n in store:
+        return statistics.median(store[n])
+    smaller = [m for m in store if m < n]
+    if not smaller:
+        return float("inf")
+    m = max(smaller)
+    return statistics.median(store[m]) * n / m

@@ -142,7 +142,10 @@ def run(ctx: Context) -> Section:
             f"{lg['rate']:.1f} jobs/s with the same scheduler"
             + (", so the limit is Snakemake's own job loop, not our per-job hook. " if abs(qg["rate"] - lg["rate"]) <= 0.25 * lg["rate"]
                else f"; ours runs at {qg['rate'] / lg['rate']:.2f}x that. ")
-            + "What would fix it: fewer and larger jobs (group jobs; several circuits per `qrun` payload)."
+            + "Snakemake selects among all ready jobs and updates its DAG bookkeeping after every finished job, "
+            "so its cost per job grows with the number of jobs waiting (compare B7's 300-job rate). What would "
+            "fix it: fewer and larger jobs (several circuits as pubs of one `qrun` payload, as `workflows/sweep` "
+            "does), or a workflow split into smaller runs."
         )
     return section
 
