@@ -184,34 +184,40 @@ def _supervised(work: Any) -> int:
 
 
 def _run(resource: Any, payload: dict[str, Any], settings: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
-    token = settings.get("QRMI_JOB_ACQUISITION_TOKEN")
-    own_token = None if token else resource.acquire()
-
     def stop(signum: int, _frame: Any) -> None:
         raise _Stopped(signum)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    timeout = args.timeout if args.timeout is not None else job_timeout(settings)
     try:
-        result = resource.run(payload, timeout=timeout)
+        result = run_task(resource, payload, settings, args.timeout)
         if args.logs:
             print(resource.task_logs(resource.last_task_id), file=sys.stderr)
         return result
     except _Stopped as stopped:
         task_id = resource.last_task_id
-        stop_quietly(resource, task_id)
         name = signal.Signals(stopped.signum).name
         print(f"qrun: stopped by {name}" + (f"; task {task_id} cancelled" if task_id else ""), file=sys.stderr)
         raise SystemExit(128 + stopped.signum) from None
     except QuantumError as exc:
-        task_id = resource.last_task_id
-        stop_quietly(resource, task_id)
-        if args.logs and task_id:
-            _print_logs(resource, task_id)
+        if args.logs and resource.last_task_id:
+            _print_logs(resource, resource.last_task_id)
         raise exc from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def run_task(resource: Any, payload: dict[str, Any], settings: dict[str, str], timeout: float | None = None) -> dict[str, Any]:
+    """One task the way a job runs it: under the job's acquisition token (else our own,
+    released after), within ``timeout`` or the job's timeout, and stopped on the resource
+    if anything (failure, timeout, signal) ends the wait early."""
+    own_token = None if settings.get("QRMI_JOB_ACQUISITION_TOKEN") else resource.acquire()
+    try:
+        return resource.run(payload, timeout=timeout if timeout is not None else job_timeout(settings))
+    except BaseException:
+        stop_quietly(resource, resource.last_task_id)
+        raise
+    finally:
         if own_token is not None:
             release_quietly(resource, own_token)
 

@@ -94,26 +94,13 @@ class InlineRuns:
         with self._lock:
             self._clients[client] = resolved.settings
         try:
-            result = self._run(client, payload, resolved.settings, invocation)
+            result = qrun.run_task(client, payload, resolved.settings, invocation.args.timeout)
         finally:
             with self._lock:
                 self._clients.pop(client, None)
             client.close()
         qrun.write_result(result, invocation.output)
         return True
-
-    @staticmethod
-    def _run(client: VQPUClient, payload: dict[str, Any], settings: dict[str, str], invocation: qrun.Invocation) -> dict[str, Any]:
-        token = None if settings.get("QRMI_JOB_ACQUISITION_TOKEN") else client.acquire()
-        timeout = invocation.args.timeout or qrun.job_timeout(settings)
-        try:
-            return client.run(payload, timeout=timeout)
-        except QuantumError:
-            qrun.stop_quietly(client, client.last_task_id)
-            raise
-        finally:
-            if token is not None:
-                qrun.release_quietly(client, token)
 
     def stop_all(self) -> None:
         """Cancel every task an inline qrun is waiting for (Ctrl-C, SIGTERM, failure).
