@@ -20,17 +20,10 @@ __all__ = ["QuantumResource", "ResourceStatus", "TaskStatus", "open_resource", "
 
 def limits_from_settings(settings: dict[str, str]) -> Limits:
     from ..payloads.model import Limits
+    from ..resources.values import setting_number
 
-    value = settings.get("QRMI_MAX_SHOTS")
-    if value in (None, ""):
-        return Limits()
-    try:
-        max_shots = int(value)
-    except ValueError:
-        raise ConfigError(f"QRMI_MAX_SHOTS={value!r} must be an integer") from None
-    if max_shots < 1:
-        raise ConfigError(f"QRMI_MAX_SHOTS={value!r} must be at least 1")
-    return Limits(max_shots=max_shots)
+    max_shots = setting_number(settings, "QRMI_MAX_SHOTS", minimum=1)
+    return Limits() if max_shots is None else Limits(max_shots=max_shots)
 
 
 def open_resource(name: str, resource_type: str, settings: dict[str, str]) -> QuantumResource:

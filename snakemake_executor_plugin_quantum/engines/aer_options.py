@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, MissingExtraError
+from ..resources.values import setting_number
 
 METHODS = ("automatic", "statevector", "density_matrix", "matrix_product_state", "stabilizer")
 
@@ -31,23 +32,10 @@ class AerOptions:
             method=method,
             device=device,
             noise_model=settings.get("QRMI_AER_NOISE_MODEL") or None,
-            seed=_int_setting(settings, "QRMI_AER_SEED"),
-            max_memory_mb=_int_setting(settings, "QRMI_AER_MAX_MEMORY_MB"),
-            threads=_int_setting(settings, "QRMI_AER_THREADS") or 0,
+            seed=setting_number(settings, "QRMI_AER_SEED"),
+            max_memory_mb=setting_number(settings, "QRMI_AER_MAX_MEMORY_MB"),
+            threads=setting_number(settings, "QRMI_AER_THREADS") or 0,
         )
-
-
-def _int_setting(settings: dict[str, str], key: str) -> int | None:
-    value = settings.get(key)
-    if value in (None, ""):
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"{key}={value!r} must be an integer") from None
-    if number < 0:
-        raise ConfigError(f"{key}={value!r} must not be negative")
-    return number
 
 
 def dense_qubit_limit(method: str, budget_mb: float) -> int:

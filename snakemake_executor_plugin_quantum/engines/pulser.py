@@ -12,8 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError, PayloadError, ResourceLimitError
+from ..errors import PayloadError, ResourceLimitError
 from ..payloads.model import Limits, PulserTask
+from ..resources.values import setting_number
 
 
 @dataclass(frozen=True)
@@ -23,19 +24,10 @@ class PulserOptions:
 
     @classmethod
     def from_settings(cls, settings: dict[str, str]) -> PulserOptions:
-        def number(key: str, default: int | None) -> int | None:
-            value = settings.get(key)
-            if value in (None, ""):
-                return default
-            try:
-                parsed = int(value)
-            except ValueError:
-                raise ConfigError(f"{key}={value!r} must be an integer") from None
-            if parsed < 0:
-                raise ConfigError(f"{key}={value!r} must not be negative")
-            return parsed
-
-        return cls(seed=number("QRMI_PULSER_SEED", None), max_atoms=number("QRMI_PULSER_MAX_ATOMS", 12) or 12)
+        return cls(
+            seed=setting_number(settings, "QRMI_PULSER_SEED"),
+            max_atoms=setting_number(settings, "QRMI_PULSER_MAX_ATOMS", 12) or 12,
+        )
 
 
 class PulserEngine:

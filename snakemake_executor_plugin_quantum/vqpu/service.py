@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 from ..backends import limits_from_settings
 from ..backends.lanes import ProcessLane, forkserver_context
@@ -13,6 +12,7 @@ from ..backends.local import LocalResource
 from ..engines import PRELOAD, EngineSpec, build_engine
 from ..errors import ConfigError
 from ..resources.config import VQPU
+from ..resources.values import setting_number
 from .events import default_event_dir, event_path
 from .server import ServiceOptions, VQPUService
 
@@ -20,19 +20,8 @@ ENGINES = ("aer", "pulser")
 
 
 def _number(settings: dict[str, str], key: str, default: float, override: float | None = None) -> float:
-    if override is not None:
-        value: Any = override
-    else:
-        value = settings.get(key)
-        if value in (None, ""):
-            return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{key}={value!r} must be a number") from None
-    if number < 0:
-        raise ConfigError(f"{key}={value!r} must not be negative")
-    return number
+    """A number setting; a command-line ``override`` wins and is checked the same way."""
+    return setting_number({key: override} if override is not None else settings, key, default, float)
 
 
 def options_from(args: argparse.Namespace, settings: dict[str, str]) -> ServiceOptions:
