@@ -135,16 +135,22 @@ rule slow:
 '''
 
 
+def _start_long_jobs_on_slurm(tmp_path: Path, slurm_cluster: dict[str, str]) -> tuple[Path, dict[str, str], subprocess.Popen]:
+    """LONG_JOBS under profiles/slurm, in the background, status checks at most 3 s apart."""
+    workdir = write_workflow(tmp_path, LONG_JOBS)
+    env = clean_env(**slurm_cluster, SNAKEMAKE_QUANTUM_SLURM_MAX_STATUS_INTERVAL="3")
+    process = subprocess.Popen([command("snakemake"), "--profile", str(REPO / "profiles" / "slurm")], cwd=workdir, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return workdir, env, process
+
+
 def _submitted(stderr: str) -> list[str]:
     return [line.split("SLURM jobid ")[1].split()[0] for line in stderr.splitlines() if "submitted with SLURM jobid" in line]
 
 
 @pytest.mark.slurm
 def test_a_slurm_job_cancelled_from_outside_fails_the_run_and_a_rerun_completes(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
-    workdir = write_workflow(tmp_path, LONG_JOBS)
-    env = clean_env(**slurm_cluster, SNAKEMAKE_QUANTUM_SLURM_MAX_STATUS_INTERVAL="3")
-    process = subprocess.Popen([command("snakemake"), "--profile", str(REPO / "profiles" / "slurm")], cwd=workdir, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workdir, env, process = _start_long_jobs_on_slurm(tmp_path, slurm_cluster)
     deadline = time.monotonic() + 60
     victim = None
     while victim is None:
@@ -165,10 +171,7 @@ def test_a_slurm_job_cancelled_from_outside_fails_the_run_and_a_rerun_completes(
 
 @pytest.mark.slurm
 def test_slurmctld_restarted_mid_run_does_not_lose_the_run(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
-    workdir = write_workflow(tmp_path, LONG_JOBS)
-    env = clean_env(**slurm_cluster, SNAKEMAKE_QUANTUM_SLURM_MAX_STATUS_INTERVAL="3")
-    process = subprocess.Popen([command("snakemake"), "--profile", str(REPO / "profiles" / "slurm")], cwd=workdir, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workdir, env, process = _start_long_jobs_on_slurm(tmp_path, slurm_cluster)
     time.sleep(6)  # jobs submitted and running
     subprocess.run([str(CLUSTER), "restart-ctld"], check=True, capture_output=True, timeout=300)
     _, stderr = process.communicate(timeout=600)
