@@ -33,4 +33,6 @@ bench: setup
 	python benchmarks/run.py
 
 clean:
-	rm -rf workflows/*/payloads workflows/*/samples workflows/*/results workflows/*/.snakemake .pytest_cache
+	@# Only what the workflows generate (all of it ignored by git): nothing tracked.
+	rm -rf workflows/*/payloads workflows/*/samples workflows/*/results workflows/*/.snakemake \
+		workflows/*/report.html workflows/*/report.zip workflows/*/stages.dot .pytest_cache

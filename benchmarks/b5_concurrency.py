@@ -29,7 +29,7 @@ LEVELS = (1, 2, 4, 8)
 
 
 def _client(event_file: str, payloads: list[dict[str, Any]], start: Any, queue: Any) -> None:
-    from snakemake_executor_plugin_quantum.backends.vqpu import VQPUClient
+    from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
 
     client = VQPUClient("b5", {"QRMI_VQPU_EVENT_FILE": event_file})
     client.health()  # connect before the clock starts

@@ -25,7 +25,7 @@ from .common import (
 )
 
 TARGET_SECONDS = 0.150
-IMPORTS = ("import snakemake_executor_plugin_quantum.cli.qrun, snakemake_executor_plugin_quantum.backends.vqpu, "
+IMPORTS = ("import snakemake_executor_plugin_quantum.cli.qrun, snakemake_executor_plugin_quantum.backends.vqpu_client, "
            "snakemake_executor_plugin_quantum.payloads.inputs, snakemake_executor_plugin_quantum.atomic")
 
 

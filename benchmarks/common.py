@@ -334,7 +334,7 @@ class Service:
     start_seconds: float
 
     def client(self) -> Any:
-        from snakemake_executor_plugin_quantum.backends.vqpu import VQPUClient
+        from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
 
         return VQPUClient(self.name, {"QRMI_VQPU_EVENT_FILE": str(self.event_file)})
 

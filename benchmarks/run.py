@@ -3,7 +3,9 @@
     python benchmarks/run.py [--quick] [--only B1,B2,...] [--output FILE] [--keep]
 
 ``--quick`` uses small sizes and few repeats (minutes, for checking that everything
-works; its numbers are noisy). The full run is meant for a quiet machine and stays
+works; its numbers are noisy). Only a full run rewrites BENCHMARKS.md and
+benchmarks/last_run.json; ``--quick`` and ``--only`` print their table (and write
+``--output FILE`` if given). The full run is meant for a quiet machine and stays
 under 15 minutes on 2 cores. Benchmarks: B1 dispatch, B2 workflow throughput, B3 Prefect
 peer, B4 scale (5,000 jobs), B5 vQPU concurrency, B6 qrun overhead, B7 300 shell jobs,
 B8 Slurm (only when the test cluster is up).
@@ -59,7 +61,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (checks that everything runs)")
     parser.add_argument("--only", help=f"comma-separated benchmarks to run ({','.join(BENCHMARKS)})")
-    parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"), help="report to (re)write (default: BENCHMARKS.md)")
+    parser.add_argument("--output", help="report to (re)write (default: BENCHMARKS.md for a full run; "
+                        "--quick and --only runs write no report unless given one)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (workflows, logs)")
     args = parser.parse_args(argv)
 
@@ -114,14 +117,18 @@ def main(argv: list[str]) -> int:
     print()
     print(table(sections))
     print(f"\ntotal {total:.0f} s" + (f" (OVER the {BUDGET_SECONDS // 60}-minute budget)" if total > BUDGET_SECONDS and not args.quick else ""))
-    output = Path(args.output)
-    write_report(output, sections, info, command, total, args.quick, partial=bool(args.only), loads=loads)
+    partial = bool(args.quick or args.only)
+    output = Path(args.output) if args.output else (None if partial else REPO / "BENCHMARKS.md")
+    if output is not None:
+        write_report(output, sections, info, command, total, args.quick, partial=bool(args.only), loads=loads)
+        print(f"wrote {output}")
     raw = {s.id: {"title": s.title, "seconds": s.seconds, "skipped": s.skipped, "rows": [
         {"metric": r.metric, "unit": r.unit, "ours": list(r.ours.values) if r.ours else None,
          "base": list(r.base.values) if r.base else None, "ratio": r.ratio, "target": r.target, "met": r.met}
         for r in s.rows]} for s in sections}
-    dump_json(HERE / "last_run.json", {"command": command, "machine": info, "total_seconds": total, "results": raw})
-    print(f"wrote {output} and {HERE / 'last_run.json'}")
+    if not partial:  # the figures README and docs quote: only ever from a full run
+        dump_json(HERE / "last_run.json", {"command": command, "machine": info, "total_seconds": total, "results": raw})
+        print(f"wrote {HERE / 'last_run.json'}")
     return 1 if any(s.skipped.startswith("FAILED") for s in sections) else 0
 
 

@@ -10,9 +10,9 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from .executor.requests import JobRequest
 from .resources import jobenv
 from .resources.config import ResourceDef
+from .resources.requests import JobRequest
 
 KINDS = ("cpu", "gpu", "qpu", "vqpu")
 # Fill colours of the stages in DOT graphs (ColorBrewer Set2: distinct, printable).

@@ -13,22 +13,14 @@ from dataclasses import dataclass, field
 
 from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
 
+from .snakemake_compat import mode_aware_common_settings
+
 CLASSICAL_MODES = ("local", "slurm")
 QPU_MODES = ("gres", "spank")
 _mode = {"classical": "local"}
 
 
-class _ModeAwareCommonSettings(CommonSettings):
-    @property  # type: ignore[override]
-    def non_local_exec(self) -> bool:
-        return _mode["classical"] == "slurm"
-
-    @non_local_exec.setter
-    def non_local_exec(self, _value: bool) -> None:
-        pass  # decided by ExecutorSettings.classical
-
-
-common_settings = _ModeAwareCommonSettings(
+common_settings = mode_aware_common_settings(CommonSettings, lambda: _mode["classical"] == "slurm")(
     non_local_exec=False,
     implies_no_shared_fs=False,
     job_deploy_sources=False,

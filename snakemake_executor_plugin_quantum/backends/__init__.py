@@ -29,17 +29,13 @@ def limits_from_settings(settings: dict[str, str]) -> Limits:
 def open_resource(name: str, resource_type: str, settings: dict[str, str]) -> QuantumResource:
     """A ready resource object for ``name`` of ``resource_type`` with its QRMI_* settings."""
     if resource_type == VQPU:
-        from .vqpu import VQPUClient
+        from .vqpu_client import VQPUClient
 
         return VQPUClient(name, settings)
-    if resource_type == AER:
-        from .aer import AerResource
+    if resource_type in (AER, PULSER):
+        from .local import in_process
 
-        return AerResource(name, settings, limits_from_settings(settings))
-    if resource_type == PULSER:
-        from .pulser import PulserResource
-
-        return PulserResource(name, settings, limits_from_settings(settings))
+        return in_process(name, resource_type, settings, limits_from_settings(settings))
     if resource_type in QRMI_TYPES:
         from .qrmi import QRMIResource
 

@@ -289,3 +289,13 @@ class LocalResource(QuantumResource):
         while len(self._finished_ids) > self.keep_finished:
             old, _ = self._finished_ids.popitem(last=False)
             self._tasks.pop(old, None)
+
+
+
+def in_process(resource_id: str, resource_type: str, settings: dict[str, str], limits: Limits = Limits()) -> LocalResource:
+    """A ``qiskit-aer`` or ``pulser-emulator`` resource: its engine runs in this process."""
+    from ..engines import build_engine, spec_from_settings
+    from ..resources.types import AER
+
+    spec = spec_from_settings("aer" if resource_type == AER else "pulser", settings, limits)
+    return LocalResource(resource_id, resource_type, build_engine(spec), limits)

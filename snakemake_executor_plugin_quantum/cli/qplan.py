@@ -22,13 +22,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import snakemake_compat
 from ..errors import QuantumError, UsageError
 from ..plan import PlannedJob, build_plan, format_json, format_text, job_dot, rule_dot
 from ..resources.resolve import CONFIG_ENV
 from .common import run_command
 
 if TYPE_CHECKING:
-    from ..executor.requests import RequestReader
+    from ..resources.requests import RequestReader
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,8 +63,8 @@ def main(argv: list[str]) -> int:
 
     from snakemake.api import SnakemakeApi
 
-    from ..executor.requests import RequestReader
     from ..resources.config import find_config, load_config
+    from ..resources.requests import RequestReader
 
     with SnakemakeApi(_output_settings()) as api:
         try:
@@ -72,7 +73,7 @@ def main(argv: list[str]) -> int:
             config = load_config(find_config(args.quantum_config, os.getcwd()))
             reader = RequestReader(config, args.quantum_default_qpu, args.quantum_default_vqpu)
             with contextlib.redirect_stdout(sys.stderr):  # print() in a Snakefile must not spoil --json or --dot -
-                planned = [_planned(job, deps, reader) for job, deps in _needrun_jobs(dag_api, args.forceall)]
+                planned = [_planned(job, deps, reader) for job, deps in snakemake_compat.planned_jobs(dag_api, args.forceall)]
         except QuantumError:
             raise  # ours: one line and its exit code, from run_command
         except Exception as exc:  # Snakemake's (no Snakefile, syntax error, missing input): printed its way
@@ -115,22 +116,6 @@ def _dag_api(api: Any, args: argparse.Namespace) -> Any:
     )
     # Outputs left incomplete by an interrupted run are planned as reruns (--rerun-incomplete).
     return workflow.dag(DAGSettings(targets=frozenset(args.targets), forceall=args.forceall, force_incomplete=True))
-
-
-def _needrun_jobs(dag_api: Any, forceall: bool) -> list[tuple[Any, list[Any]]]:
-    """The jobs ``snakemake -n`` would run, each with the jobs among them it depends on.
-
-    Snakemake 9 has no public API for this (DAGApi only prints graphs), so this uses
-    internals, the way ``Workflow.printdag`` and the dry-run part of ``Workflow.execute``
-    do in snakemake/workflow.py 9.27: no lock taken, no job run. Pinned by snakemake<10.
-    """
-    workflow = dag_api.workflow_api._workflow  # parses the Snakefile
-    workflow._prepare_dag(forceall=forceall, ignore_incomplete=False, lock_warn_only=True)
-    workflow._build_dag()
-    dag = workflow.dag
-    workflow.async_run(dag.postprocess(update_needrun=False))
-    needrun = list(dag.needrun_jobs())
-    return [(job, [d for d in dag.job_dependencies(job) if dag.needrun(d)]) for job in needrun]
 
 
 def _planned(job: Any, deps: list[Any], reader: RequestReader) -> PlannedJob:

@@ -19,8 +19,8 @@ import sys
 import time
 
 from ..errors import ConfigError, QuantumError, ResourceUnavailableError
+from ..resources.events import VQPUEvent, clear_event, default_event_dir, event_path, read_event
 from ..resources.resolve import CONFIG_ENV
-from ..vqpu.events import VQPUEvent, clear_event, default_event_dir, event_path, read_event
 from .common import run_command
 
 
@@ -80,7 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
             raise ConfigError(f"resource '{args.name}' is of type {definition.type}, not vqpu")
         base = dict(definition.environment)
     settings = jobenv.resource_settings(args.name, os.environ, base)
-    from ..vqpu.service import build_service, options_from
+    from ..service.build import build_service, options_from
 
     options = options_from(args, settings)
     service = build_service(args.name, settings, options, args.engine, args.lanes)
@@ -104,7 +104,7 @@ def _events(names: list[str], event_dir: str | None) -> list[tuple[str, VQPUEven
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ..backends.vqpu import VQPUClient
+    from ..backends.vqpu_client import VQPUClient
 
     rows = _events(args.names, args.event_dir)
     if not rows:
@@ -153,7 +153,7 @@ def _stop(args: argparse.Namespace) -> int:
 def stop_service(event: VQPUEvent, path: str, timeout: float = 10.0) -> str:
     """Stop the service an event describes: SIGTERM its PID (SIGKILL after ``timeout``)."""
     if not event.is_local():
-        from ..backends.vqpu import VQPUClient
+        from ..backends.vqpu_client import VQPUClient
 
         client = VQPUClient(event.name, {"QRMI_VQPU_EVENT_FILE": path}, connect_timeout=0)
         try:

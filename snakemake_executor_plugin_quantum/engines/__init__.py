@@ -26,6 +26,17 @@ class EngineSpec:
     limits: Limits = Limits()
 
 
+def spec_from_settings(kind: str, settings: dict[str, str], limits: Limits = Limits()) -> EngineSpec:
+    """The engine a resource's ``QRMI_AER_*`` / ``QRMI_PULSER_*`` settings describe."""
+    if kind == "aer":
+        from .aer_options import AerOptions
+
+        return EngineSpec("aer", AerOptions.from_settings(settings), limits)
+    from .pulser import PulserOptions
+
+    return EngineSpec("pulser", PulserOptions.from_settings(settings), limits)
+
+
 def build_engine(spec: EngineSpec) -> Any:
     if spec.kind == "aer":
         from .aer import AerEngine

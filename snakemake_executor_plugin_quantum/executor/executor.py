@@ -20,17 +20,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from snakemake.exceptions import SpawnedJobError, WorkflowError
-from snakemake.executors.local import Executor as LocalExecutor
+from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
+from .. import snakemake_compat
 from ..errors import QuantumError
 from ..resources.config import find_config, load_config
 from ..resources.leases import LaneLeases
+from ..resources.requests import JobRequest, RequestReader
 from ..settings import ExecutorSettings
 from . import environ, inline
 from .gpus import GpuSlots, detect_gpus, parse_slots
-from .requests import JobRequest, RequestReader
 from .session import RunSession
 from .sidecars import LocalLauncher, SidecarManager
 
@@ -59,7 +59,7 @@ def _default_account(pending: list[tuple[Any, JobRequest]]) -> str | None:
     return None
 
 
-class Executor(LocalExecutor):
+class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
     def __post_init__(self) -> None:
         super().__post_init__()
         self._log_handler = _ToSnakemake(self.logger)
@@ -118,7 +118,7 @@ class Executor(LocalExecutor):
     def _check_run(self) -> list[tuple[Any, JobRequest]]:
         """Read every pending job's request now: bad configuration fails before any job runs."""
         pending = []
-        for job in self.workflow.dag.needrun_jobs():
+        for job in snakemake_compat.needrun_jobs(self.workflow):
             request = self.request(job)
             if self.settings.classical == "slurm":
                 self._check_slurm_job(job, request)
@@ -263,7 +263,7 @@ class Executor(LocalExecutor):
         try:
             subprocess.check_call(cmd, shell=True, env=environ.snapshot())
         except subprocess.CalledProcessError:
-            raise SpawnedJobError() from None
+            raise snakemake_compat.spawned_job_error()() from None
 
     def handle_job_success(self, job: Any) -> None:
         super().handle_job_success(job)

@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from snakemake.exceptions import WorkflowError
+from snakemake_interface_common.exceptions import WorkflowError
 
-from ..backends.vqpu import VQPUClient
-from ..cli import qrun
+from .. import snakemake_compat, tasks
+from ..backends.vqpu_client import VQPUClient
 from ..errors import QuantumError
 from ..resources.resolve import resolve_resource
 from ..resources.types import VQPU
@@ -54,14 +54,11 @@ def qrun_argv(command: str | None) -> list[str] | None:
 
 def job_qualifies(job: Any) -> bool:
     """The job runs a shell command as-is, in the workflow's working directory."""
-    from snakemake.shell import shell
-
     return bool(
         job.is_shell
         and not (job.conda_env or job.container_img or job.env_modules)
         and not (job.is_shadow or job.benchmark or job.log or job.is_pipe or job.is_service)
-        and not shell._process_prefix
-        and not shell._process_suffix
+        and not snakemake_compat.shell_wraps_commands()
     )
 
 
@@ -83,23 +80,23 @@ class InlineRuns:
             raise WorkflowError(f"qrun: error: {exc}") from None
 
     def _try_run(self, argv: list[str], environ: Mapping[str, str]) -> bool:
-        invocation = qrun.parse_quietly(argv)
+        invocation = tasks.parse_quietly(argv)
         if invocation is None:
             return False
         resolved = resolve_resource(invocation.resource_name, invocation.args.config, environ)
         if resolved.type != VQPU:
             return False
-        payload = qrun.read_payload(invocation)
+        payload = tasks.read_payload(invocation)
         client = VQPUClient(resolved.name, resolved.settings)
         with self._lock:
             self._clients[client] = resolved.settings
         try:
-            result = qrun.run_task(client, payload, resolved.settings, invocation.args.timeout)
+            result = tasks.run_task(client, payload, resolved.settings, invocation.args.timeout)
         finally:
             with self._lock:
                 self._clients.pop(client, None)
             client.close()
-        qrun.write_result(result, invocation.output)
+        tasks.write_result(result, invocation.output)
         return True
 
     def stop_all(self) -> None:
@@ -115,7 +112,7 @@ class InlineRuns:
                 continue
             stopper = VQPUClient(client.resource_id, settings)
             try:
-                qrun.stop_quietly(stopper, client.last_task_id)
+                tasks.stop_quietly(stopper, client.last_task_id)
             finally:
                 stopper.close()
 

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import QuantumError, ResourceUnavailableError
 from ..resources import jobenv
 from ..resources.config import AER, PULSER, ResourceDef
-from .requests import JobRequest
+from ..resources.requests import JobRequest
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from ..errors import ResourceUnavailableError
 from ..resources.config import ResourceDef
-from ..vqpu.events import VQPUEvent, clear_event, event_path, read_event, wait_for_event
+from ..resources.events import VQPUEvent, clear_event, event_path, read_event, wait_for_event
 
 log = logging.getLogger(__name__)
 

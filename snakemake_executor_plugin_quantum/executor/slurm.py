@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import snakemake_compat
 from ..errors import ConfigError, ResourceUnavailableError
 from ..resources.config import ResourceDef
 from ..settings import ExecutorSettings
@@ -62,70 +63,6 @@ def write_export_file(directory: Path, environ: Mapping[str, str]) -> Path:
     return path
 
 
-class _SlurmView:
-    """The workflow as the slurm executor must see it: its own settings and plugin entry."""
-
-    def __init__(self, workflow: Any, settings: Any, plugin: Any, remote_settings: Any):
-        self._workflow = workflow
-        self.executor_settings = settings
-        self.executor_plugin = plugin
-        self.remote_execution_settings = remote_settings
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._workflow, name)
-
-
-def _normalise_status_queries() -> None:
-    """sacct reports a job cancelled from outside as 'CANCELLED by <uid>'. The slurm plugin
-    (2.8) compares states as given, so such a job never counts as failed and the run
-    waits for it forever. Strip the suffix from what its status query returns."""
-    import snakemake_executor_plugin_slurm as plugin
-
-    if getattr(plugin.query_job_status, "_normalised", False):
-        return
-    original = plugin.query_job_status
-
-    async def query_job_status(*args: Any, **kwargs: Any) -> Any:
-        statuses, duration = await original(*args, **kwargs)
-        if statuses:
-            statuses = {job: state.split(" ", 1)[0] for job, state in statuses.items()}
-        return statuses, duration
-
-    query_job_status._normalised = True  # type: ignore[attr-defined]
-    plugin.query_job_status = query_job_status
-
-
-def _slurm_executor_class() -> Any:
-    from snakemake_executor_plugin_slurm import Executor as SlurmExecutor
-
-    base_interval = SlurmExecutor.next_seconds_between_status_checks
-
-    class QuantumSlurmExecutor(SlurmExecutor):
-        """The slurm plugin's executor, plus per-job sbatch arguments and a status-interval cap."""
-
-        max_status_interval = 180
-
-        def __post_init__(self, *args: Any, **kwargs: Any) -> None:
-            self.extra_args: dict[Any, str] = {}
-            super().__post_init__(*args, **kwargs)
-
-        @property
-        def next_seconds_between_status_checks(self) -> Any:
-            return base_interval.fget(self)
-
-        @next_seconds_between_status_checks.setter
-        def next_seconds_between_status_checks(self, value: Any) -> None:
-            if value is not None:
-                value = min(value, self.max_status_interval)
-            base_interval.fset(self, value)
-
-        def get_partition_arg(self, job: Any) -> str:
-            extra = self.extra_args.get(job, "")
-            return f"{super().get_partition_arg(job)} {extra}".rstrip()
-
-    return QuantumSlurmExecutor
-
-
 class SlurmRoute:
     def __init__(self, workflow: Any, logger: Any, settings: ExecutorSettings):
         from snakemake_executor_plugin_slurm import ExecutorSettings as SlurmSettings
@@ -144,9 +81,9 @@ class SlurmRoute:
         remote = dataclasses.replace(
             workflow.remote_execution_settings, seconds_between_status_checks=max(1, int(settings.slurm_status_interval))
         )
-        view = _SlurmView(workflow, slurm_settings, plugin, remote)
-        _normalise_status_queries()
-        executor_class = _slurm_executor_class()
+        view = snakemake_compat.SlurmWorkflowView(workflow, slurm_settings, plugin, remote)
+        snakemake_compat.normalise_slurm_status_queries()
+        executor_class = snakemake_compat.slurm_executor_class()
         executor_class.max_status_interval = max(1, int(settings.slurm_max_status_interval))
         self.executor = executor_class(view, logger)
         self.qpu_mode = settings.slurm_qpu_mode

@@ -10,6 +10,7 @@ the rule's resources, as with the slurm plugin).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -78,6 +79,7 @@ EMBEDDED_DEFAULT = {
 }
 
 
+@functools.cache
 def embedded_default() -> ResourceConfig:
     """Local simulators only: what runs on a laptop with no config file."""
     return parse_config(EMBEDDED_DEFAULT, source="the embedded default config")

@@ -311,7 +311,7 @@ def test_signal_stops_running_quantum_tasks_and_releases_resources(tmp_path: Pat
             [command("snakemake"), "--executor", "quantum", "--cores", "2", "--quantum-config", str(config)],
             cwd=workdir, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        from snakemake_executor_plugin_quantum.backends.vqpu import VQPUClient
+        from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
 
         client = VQPUClient("shared", {"QRMI_VQPU_EVENT_FILE": str(service.event_file)})
         deadline = time.monotonic() + 60

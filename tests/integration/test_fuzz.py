@@ -152,7 +152,7 @@ def test_http_api_answers_every_request_and_keeps_serving(fuzz_service: Service,
 
 
 def test_service_is_healthy_after_the_fuzzing(fuzz_service: Service) -> None:
-    from snakemake_executor_plugin_quantum.backends.vqpu import VQPUClient
+    from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
 
     client = VQPUClient("fuzz", {"QRMI_VQPU_EVENT_FILE": str(fuzz_service.event_file)})
     result = client.run({"program_id": "sampler", "parameters": {"pubs": [[GHZ]], "shots": 100}})

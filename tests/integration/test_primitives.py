@@ -25,7 +25,7 @@ from qiskit.quantum_info import SparsePauliOp, Statevector
 from qrmi_payloads import exact_probabilities, within_sigmas
 
 from snakemake_executor_plugin_quantum.backends import TaskStatus
-from snakemake_executor_plugin_quantum.backends.vqpu import VQPUClient
+from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
 from snakemake_executor_plugin_quantum.errors import ConfigError, PayloadError, TaskFailedError
 from snakemake_executor_plugin_quantum.primitives import EstimatorV2, SamplerV2
 

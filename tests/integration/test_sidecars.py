@@ -131,7 +131,7 @@ rule slow:
 
 def _kill_vqpu_when_busy(workdir: Path, killed: dict) -> None:
     event_file = workdir / ".snakemake" / "quantum" / "vqpu" / "vqpu.json"
-    from snakemake_executor_plugin_quantum.backends.vqpu import VQPUClient
+    from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

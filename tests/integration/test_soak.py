@@ -11,7 +11,7 @@ import psutil
 import pytest
 from conftest import CIRCUITS, start_service, stop_service
 
-from snakemake_executor_plugin_quantum.backends.vqpu import VQPUClient
+from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,7 @@ from conftest import (
     wait_gone,
 )
 
-from snakemake_executor_plugin_quantum.backends.vqpu import VQPUClient
+from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
 from snakemake_executor_plugin_quantum.errors import PayloadError, TaskFailedError
 
 pytestmark = pytest.mark.slow

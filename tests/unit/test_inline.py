@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from snakemake_executor_plugin_quantum.cli import qrun
+from snakemake_executor_plugin_quantum import tasks
 from snakemake_executor_plugin_quantum.executor.inline import qrun_argv
 
 
@@ -56,9 +56,9 @@ def test_anything_else_runs_in_a_shell(command: str | None) -> None:
 
 
 def test_unparseable_arguments_are_left_to_the_qrun_process() -> None:
-    assert qrun.parse_quietly(["c.qasm", "--shots", "many"]) is None
-    assert qrun.parse_quietly(["a", "b", "c", "d"]) is None
-    assert qrun.parse_quietly(["c.qasm", "--no-such-flag"]) is None
-    parsed = qrun.parse_quietly(["sim", "c.qasm", "out.json", "--shots", "5"])
+    assert tasks.parse_quietly(["c.qasm", "--shots", "many"]) is None
+    assert tasks.parse_quietly(["a", "b", "c", "d"]) is None
+    assert tasks.parse_quietly(["c.qasm", "--no-such-flag"]) is None
+    parsed = tasks.parse_quietly(["sim", "c.qasm", "out.json", "--shots", "5"])
     assert parsed is not None
     assert (parsed.resource_name, parsed.input_path, parsed.output, parsed.args.shots) == ("sim", "c.qasm", "out.json", 5)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from snakemake_executor_plugin_quantum.executor.requests import RequestReader
 from snakemake_executor_plugin_quantum.plan import (
     COLOURS,
     KINDS,
@@ -16,6 +15,7 @@ from snakemake_executor_plugin_quantum.plan import (
     rule_dot,
 )
 from snakemake_executor_plugin_quantum.resources.config import parse_config
+from snakemake_executor_plugin_quantum.resources.requests import RequestReader
 
 CONFIG = parse_config(
     {

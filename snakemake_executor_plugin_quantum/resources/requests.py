@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..resources.config import VQPU, ResourceConfig, ResourceDef
-
-DEFAULT_VQPU = ResourceDef("vqpu", VQPU, {"QRMI_VQPU_ENGINE": "aer"})
+from .config import ResourceConfig, ResourceDef, embedded_default
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ class RequestReader:
             chosen += [self._resource(rule, n, "qpu_name") for n in (qpu_names or [self._default_qpu(rule)])]
         if vqpu is not None or vqpu_names:
             for name in vqpu_names or [self._default_vqpu_name(rule)]:
-                resource = DEFAULT_VQPU if name == "vqpu" and name not in self.config else self._resource(rule, name, "vqpu_name")
+                resource = _default_vqpu() if name == "vqpu" and name not in self.config else self._resource(rule, name, "vqpu_name")
                 if not resource.is_vqpu:
                     raise ConfigError(f"rule {rule}: vqpu_name '{name}' is a {resource.type} resource, not a vqpu; use qpu_name for it")
                 chosen.append(resource)
@@ -139,3 +137,8 @@ def _shots(params: Any) -> int | None:
     except (AttributeError, TypeError):
         return None
     return shots if isinstance(shots, int) and not isinstance(shots, bool) else None
+
+
+def _default_vqpu() -> ResourceDef:
+    """The embedded default's Aer vQPU: what ``vqpu=1`` means when the config has none."""
+    return embedded_default().get("vqpu")

@@ -9,11 +9,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from ..backends import limits_from_settings
 from ..backends.lanes import ProcessLane, forkserver_context
 from ..backends.local import LocalResource
-from ..engines import PRELOAD, EngineSpec, build_engine
+from ..engines import PRELOAD, build_engine, spec_from_settings
 from ..errors import ConfigError
 from ..resources.config import VQPU
+from ..resources.events import default_event_dir, event_path
 from ..resources.values import setting_number
-from .events import default_event_dir, event_path
 from .server import ServiceOptions, VQPUService
 
 ENGINES = ("aer", "pulser")
@@ -63,23 +63,14 @@ def build_service(
     if lane_count < 1:
         raise ConfigError("a vQPU needs at least one lane")
     limits = limits_from_settings(settings)
-    explicit_threads = False
-    if engine == "aer":
+    spec = spec_from_settings(engine, settings, limits)
+    explicit_threads = engine == "aer" and bool(spec.options.threads)  # QRMI_AER_THREADS set: always exactly that
+    if engine == "aer" and not explicit_threads:
+        # Lanes run side by side: split the cores between them. Small circuits also run
+        # faster single-threaded (OpenMP start-up: GHZ-5 2.2 ms vs 3.2 ms here).
         from dataclasses import replace
 
-        from ..engines.aer import AerOptions
-
-        options_ = AerOptions.from_settings(settings)
-        explicit_threads = bool(options_.threads)  # QRMI_AER_THREADS set: always exactly that
-        if not options_.threads:
-            # Lanes run side by side: split the cores between them. Small circuits also run
-            # faster single-threaded (OpenMP start-up: GHZ-5 2.2 ms vs 3.2 ms here).
-            options_ = replace(options_, threads=max(1, (os.cpu_count() or 1) // lane_count))
-        spec = EngineSpec("aer", options_, limits)
-    else:
-        from ..engines.pulser import PulserOptions
-
-        spec = EngineSpec("pulser", PulserOptions.from_settings(settings), limits)
+        spec = replace(spec, options=replace(spec.options, threads=max(1, (os.cpu_count() or 1) // lane_count)))
     # The lane workers (a forkserver that imports the simulator, then its children) start
     # in other processes while this one imports and warms the front end: on 2 cores that
     # overlaps the two ~2 s import phases instead of paying them one after the other.

@@ -39,7 +39,7 @@ from ..backends.local import LocalResource, UnknownTaskError
 from ..errors import PayloadError, QuantumError, ResourceUnavailableError, TaskFailedError
 from ..payloads.inputs import decode_json
 from ..procs import pid_alive
-from .events import VQPUEvent, clear_event, write_event
+from ..resources.events import VQPUEvent, clear_event, write_event
 
 log = logging.getLogger(__name__)
 

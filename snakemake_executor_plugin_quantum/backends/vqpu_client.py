@@ -21,10 +21,10 @@ from ..errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
+from ..resources.events import VQPUEvent, default_event_dir, event_path, wait_for_event
 from ..resources.types import VQPU
-from ..vqpu.events import VQPUEvent, default_event_dir, event_path, wait_for_event
-from ..vqpu.wire import JSONConnection, WireError
 from .base import QuantumResource, TaskStatus
+from .wire import JSONConnection, WireError
 
 LONG_POLL_SECONDS = 30.0
 BUSY_RETRIES = 8

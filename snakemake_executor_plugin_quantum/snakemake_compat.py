@@ -1,0 +1,188 @@
+"""Every place this package relies on Snakemake or snakemake-executor-plugin-slurm beyond
+their public plugin interfaces, each with the reason the public interface does not suffice.
+
+Nothing else in the package touches a private name of either. Each assumption made here
+is checked against the installed versions by ``tests/unit/test_snakemake_compat.py``,
+whose failures name the version that broke it. The ranges we were written against are
+pinned in pyproject.toml (snakemake 9.x, snakemake-executor-plugin-slurm 2.x).
+
+Imports of Snakemake modules happen inside the functions: ``settings`` imports this module
+whenever Snakemake loads the plugin, and ``qplan`` needs only its own part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# ------------------------------------------------------------------ the local executor
+
+
+def local_executor_class() -> type:
+    """Snakemake's local executor, which we extend rather than re-implement.
+
+    Why: on one machine we *are* ``--executor local`` plus a per-job hook (GPU slots, lane
+    leases, vQPUs, the QRMI environment). The interface package has no local executor
+    base; re-writing Snakemake's thread pool, ``run_wrapper`` and job-cache handling
+    would make us a different executor. The hooks we override are the ones its methods
+    are named for: ``run_jobs``, ``run_job``, ``cached_or_run`` (runs every single job in
+    its pool thread), ``spawn_job`` (``run:`` jobs), ``handle_job_success``/``_error``,
+    ``cancel``, ``shutdown``.
+    """
+    from snakemake.executors.local import Executor
+
+    return Executor
+
+
+def spawned_job_error() -> type[Exception]:
+    """The error Snakemake's local executor expects when a job ran in another process,
+    which printed the job's error itself (so Snakemake does not print it again)."""
+    from snakemake.exceptions import SpawnedJobError
+
+    return SpawnedJobError
+
+
+def needrun_jobs(workflow: Any) -> list[Any]:
+    """The jobs this run will execute, known when the executor starts.
+
+    Why: the executor starts the vQPUs a run needs before any job runs (so they warm up
+    during the classical stages) and counts each vQPU's pending jobs to stop it with the
+    last; the interface's ``DAGExecutorInterface`` does not list jobs.
+    """
+    return list(workflow.dag.needrun_jobs())
+
+
+def shell_wraps_commands() -> bool:
+    """Does ``shell()`` add a prefix or suffix (``shell.prefix(...)`` in the Snakefile)?
+
+    Why: a job whose command is one plain ``qrun`` call is sent to its vQPU by the
+    executor itself (executor/inline.py); a Snakefile-wide prefix or suffix would change
+    what that command does, so such jobs run as shell commands.
+    """
+    from snakemake.shell import shell
+
+    return bool(shell._process_prefix or shell._process_suffix)
+
+
+# ------------------------------------------------------------------ settings
+
+
+def mode_aware_common_settings(base: type, decide: Callable[[], bool]) -> type:
+    """A ``CommonSettings`` whose ``non_local_exec`` is decided by our own settings.
+
+    Why: Snakemake reads one ``common_settings`` per plugin, but we are a local executor
+    on one machine and a remote one in Slurm mode. Snakemake builds the executor settings
+    object before it reads ``common_settings.non_local_exec`` (CLI and API alike), so the
+    settings can record the mode and this property answers from it.
+    """
+
+    class ModeAwareCommonSettings(base):  # type: ignore[misc, valid-type]
+        @property  # type: ignore[override]
+        def non_local_exec(self) -> bool:
+            return decide()
+
+        @non_local_exec.setter
+        def non_local_exec(self, _value: bool) -> None:
+            pass  # decided by ExecutorSettings.classical
+
+    return ModeAwareCommonSettings
+
+
+# ------------------------------------------------------------------ qplan
+
+
+def planned_jobs(dag_api: Any, forceall: bool) -> list[tuple[Any, list[Any]]]:
+    """The jobs ``snakemake -n`` would run, each with the jobs among them it depends on.
+
+    Why: Snakemake's public ``DAGApi`` only prints graphs and summaries. This does what
+    ``Workflow.printdag`` and the dry-run part of ``Workflow.execute`` do: no lock taken
+    (``lock_warn_only``), no job run.
+    """
+    workflow = dag_api.workflow_api._workflow  # parses the Snakefile
+    workflow._prepare_dag(forceall=forceall, ignore_incomplete=False, lock_warn_only=True)
+    workflow._build_dag()
+    dag = workflow.dag
+    workflow.async_run(dag.postprocess(update_needrun=False))
+    needrun = list(dag.needrun_jobs())
+    return [(job, [d for d in dag.job_dependencies(job) if dag.needrun(d)]) for job in needrun]
+
+
+# ------------------------------------------------------------------ snakemake-executor-plugin-slurm
+
+
+class SlurmWorkflowView:
+    """The workflow as the slurm plugin's executor must see it: its own settings and plugin.
+
+    Why: we drive the slurm plugin's executor instead of re-implementing sbatch, sacct and
+    scancel. Its constructor reads ``workflow.executor_settings``,
+    ``workflow.executor_plugin`` and ``workflow.remote_execution_settings``; everything
+    else is the real workflow.
+    """
+
+    def __init__(self, workflow: Any, settings: Any, plugin: Any, remote_settings: Any):
+        self._workflow = workflow
+        self.executor_settings = settings
+        self.executor_plugin = plugin
+        self.remote_execution_settings = remote_settings
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._workflow, name)
+
+
+def normalise_slurm_status_queries() -> None:
+    """Make the slurm plugin see a job cancelled from outside as failed.
+
+    Why: sacct reports such a job as ``CANCELLED by <uid>``; the plugin (2.8) compares
+    states as given, so it never counts the job as failed and the run waits forever.
+    This strips the suffix from what its ``query_job_status`` returns.
+    """
+    import snakemake_executor_plugin_slurm as plugin
+
+    if getattr(plugin.query_job_status, "_normalised", False):
+        return
+    original = plugin.query_job_status
+
+    async def query_job_status(*args: Any, **kwargs: Any) -> Any:
+        statuses, duration = await original(*args, **kwargs)
+        if statuses:
+            statuses = {job: state.split(" ", 1)[0] for job, state in statuses.items()}
+        return statuses, duration
+
+    query_job_status._normalised = True  # type: ignore[attr-defined]
+    plugin.query_job_status = query_job_status
+
+
+def slurm_executor_class() -> type:
+    """The slurm plugin's executor, plus per-job sbatch arguments and a status-interval cap.
+
+    Why: a quantum job needs ``--gres=qpu:N`` (or ``--qpu=``) and an ``--export-file``
+    that the plugin cannot express per job; it splices ``get_partition_arg``'s text into
+    its sbatch call, so that is where ours go. Its status interval grows by 10 s per
+    check while nothing finishes, up to 180 s; short jobs need a lower cap.
+    """
+    from snakemake_executor_plugin_slurm import Executor as SlurmExecutor
+
+    base_interval = SlurmExecutor.next_seconds_between_status_checks
+
+    class QuantumSlurmExecutor(SlurmExecutor):  # type: ignore[misc, valid-type]
+        max_status_interval = 180
+
+        def __post_init__(self, *args: Any, **kwargs: Any) -> None:
+            self.extra_args: dict[Any, str] = {}
+            super().__post_init__(*args, **kwargs)
+
+        @property
+        def next_seconds_between_status_checks(self) -> Any:
+            return base_interval.fget(self)
+
+        @next_seconds_between_status_checks.setter
+        def next_seconds_between_status_checks(self, value: Any) -> None:
+            if value is not None:
+                value = min(value, self.max_status_interval)
+            base_interval.fset(self, value)
+
+        def get_partition_arg(self, job: Any) -> str:
+            extra = self.extra_args.get(job, "")
+            return f"{super().get_partition_arg(job)} {extra}".rstrip()
+
+    return QuantumSlurmExecutor

@@ -1,0 +1,144 @@
+"""One quantum task as a job runs it: the qrun command line, its input, the task, the result file.
+
+Shared by the ``qrun`` command (cli/qrun.py, which adds signals and exit codes) and the
+executor's inline path (executor/inline.py, which sends a plain ``qrun`` job's request
+itself): both must read a command line, a payload and a job's timeout the same way.
+Light imports only: this runs once per job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import QuantumError, UsageError
+
+
+def build_parser(cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser = cls(prog="qrun", description="Run a quantum task on a QRMI-style resource.")
+    parser.add_argument("args", nargs="+", metavar="[RESOURCE] INPUT [OUTPUT]", help="resource name (default: the job's only resource), payload or circuit file, optional output file")
+    parser.add_argument("-o", "--output", help="write the result JSON here (atomically) instead of stdout")
+    parser.add_argument("--shots", type=int, help="default shots (job_runs for Pulser); per-pub shots still win")
+    parser.add_argument("--program", choices=("sampler", "estimator"), help="primitive for a circuit file (default: sampler)")
+    parser.add_argument("--observables", help="comma-separated Pauli strings, for --program estimator on a circuit file")
+    parser.add_argument("--parameters", metavar="JSON", help="parameter values for a circuit file, in input order: '[0.3, 1.2]' or '[[0.1], [0.2]]'")
+    parser.add_argument("--timeout", type=float, help="stop the task and fail after this many seconds")
+    parser.add_argument("--config", help="resource config (default: $SNAKEMAKE_QUANTUM_CONFIG, else the embedded default)")
+    parser.add_argument("--logs", action="store_true", help="print the task's log lines to stderr")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+class _NoExit(argparse.ArgumentParser):
+    """A parser that raises instead of printing usage and exiting (for callers in threads)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        raise UsageError(message or "qrun exited while parsing its arguments")
+
+
+@dataclass
+class Invocation:
+    """A parsed qrun command line."""
+
+    args: argparse.Namespace
+    resource_name: str | None
+    input_path: str
+    output: str | None
+
+
+def parse(argv: list[str], parser: argparse.ArgumentParser | None = None) -> Invocation:
+    args = (parser or build_parser()).parse_args(argv)
+    positional = args.args
+    if len(positional) > 3:
+        raise UsageError(f"expected [RESOURCE] INPUT [OUTPUT], got {len(positional)} arguments")
+    if args.shots is not None and args.shots <= 0:
+        raise UsageError(f"--shots must be a positive integer, got {args.shots}")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"--timeout must be positive, got {args.timeout:g}")
+    return Invocation(
+        args=args,
+        resource_name=positional[0] if len(positional) >= 2 else None,
+        input_path=positional[1] if len(positional) >= 2 else positional[0],
+        output=args.output or (positional[2] if len(positional) == 3 else None),
+    )
+
+
+def parse_quietly(argv: list[str]) -> Invocation | None:
+    """``argv`` parsed, or None where plain qrun would print usage, help or an error."""
+    try:
+        return parse(argv, build_parser(_NoExit))
+    except UsageError:
+        return None
+
+
+def read_payload(invocation: Invocation) -> dict[str, Any]:
+    from .payloads.inputs import read_input
+
+    args = invocation.args
+    observables = [o.strip() for o in args.observables.split(",")] if args.observables else None
+    parameters = None
+    if args.parameters is not None:
+        from .payloads.inputs import decode_json
+
+        parameters = decode_json(args.parameters, what="--parameters")
+    return read_input(invocation.input_path, shots=args.shots, program=args.program, observables=observables, parameters=parameters)
+
+
+def run_task(resource: Any, payload: dict[str, Any], settings: dict[str, str], timeout: float | None = None) -> dict[str, Any]:
+    """One task the way a job runs it: under the job's acquisition token (else our own,
+    released after), within ``timeout`` or the job's timeout, and stopped on the resource
+    if anything (failure, timeout, signal) ends the wait early."""
+    own_token = None if settings.get("QRMI_JOB_ACQUISITION_TOKEN") else resource.acquire()
+    try:
+        return resource.run(payload, timeout=timeout if timeout is not None else job_timeout(settings))
+    except BaseException:
+        stop_quietly(resource, resource.last_task_id)
+        raise
+    finally:
+        if own_token is not None:
+            release_quietly(resource, own_token)
+
+
+def job_timeout(settings: dict[str, str]) -> float | None:
+    """The job's QRMI_JOB_TIMEOUT_SECONDS (set by spank_qrmi or our executor), if any."""
+    value = settings.get("QRMI_JOB_TIMEOUT_SECONDS", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
+
+
+def stop_quietly(resource: Any, task_id: str | None) -> None:
+    if task_id is None:
+        return
+    try:
+        if not resource.task_status(task_id).finished:
+            resource.task_stop(task_id)
+    except QuantumError:
+        pass  # the resource is gone: nothing left to stop
+
+
+def release_quietly(resource: Any, token: str) -> None:
+    with contextlib.suppress(QuantumError):
+        resource.release(token)
+
+
+def write_result(result: dict[str, Any], output: str | None) -> None:
+    """The result document, atomically to ``output`` or else to stdout."""
+    text = json.dumps(result, indent=1)
+    if output:
+        from .atomic import write_atomic
+
+        write_atomic(output, text.encode() + b"\n")
+    else:
+        sys.stdout.write(text + "\n")
+
+

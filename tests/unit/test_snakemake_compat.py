@@ -1,0 +1,143 @@
+"""Each assumption snakemake_compat.py makes about Snakemake and the slurm plugin, checked
+against the installed versions. A failure names the version that broke it."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from snakemake_executor_plugin_quantum import snakemake_compat
+
+VERSIONS = f"snakemake {version('snakemake')}, snakemake-executor-plugin-slurm {version('snakemake-executor-plugin-slurm')}"
+
+
+def broken(what: str) -> str:
+    return f"{VERSIONS}: {what}; see snakemake_executor_plugin_quantum/snakemake_compat.py"
+
+
+def test_local_executor_has_the_hooks_we_override():
+    local = snakemake_compat.local_executor_class()
+    for name, params in {
+        "run_jobs": ["jobs"],
+        "run_job": ["job"],
+        "cached_or_run": ["job", "run_func", "args"],
+        "spawn_job": ["job"],
+        "handle_job_success": ["job"],
+        "handle_job_error": ["job"],
+        "cancel": [],
+        "shutdown": [],
+    }.items():
+        method = getattr(local, name, None)
+        assert callable(method), broken(f"the local executor has no {name}()")
+        got = [p for p in inspect.signature(method).parameters if p != "self"]
+        assert got == params, broken(f"local executor {name}{tuple(got)} changed (expected {tuple(params)})")
+
+
+def test_local_executor_runs_run_jobs_through_spawn_job_and_others_through_cached_or_run():
+    source = inspect.getsource(snakemake_compat.local_executor_class().run_single_job)
+    assert "self.spawn_job" in source and "self.cached_or_run" in source, broken(
+        "the local executor no longer routes run: jobs to spawn_job and every job through cached_or_run"
+    )
+
+
+def test_spawned_job_error_is_not_printed_again_by_the_local_executor():
+    error = snakemake_compat.spawned_job_error()
+    assert issubclass(error, Exception)
+    callback = inspect.getsource(snakemake_compat.local_executor_class()._callback)
+    assert error.__name__ in callback, broken(f"the local executor's callback no longer treats {error.__name__} specially")
+
+
+def test_shell_reads_os_environ_when_called(tmp_path: Path):
+    """executor/environ.py relies on it: a variable set after import reaches the command."""
+    from snakemake.shell import shell
+
+    out = tmp_path / "out"
+    os.environ["QUANTUM_COMPAT_PROBE"] = "seen"
+    try:
+        shell(f"echo $QUANTUM_COMPAT_PROBE > {out}")
+    finally:
+        del os.environ["QUANTUM_COMPAT_PROBE"]
+    assert out.read_text().strip() == "seen", broken("shell() no longer builds its environment from os.environ at call time")
+
+
+def test_shell_prefix_is_visible(tmp_path: Path):
+    from snakemake.shell import shell
+
+    assert snakemake_compat.shell_wraps_commands() is False
+    previous = shell._process_prefix
+    shell.prefix("set -x; ")
+    try:
+        assert snakemake_compat.shell_wraps_commands() is True, broken("shell.prefix() is no longer kept in shell._process_prefix")
+    finally:
+        shell._process_prefix = previous
+
+
+def test_common_settings_mode_follows_our_setting():
+    from snakemake_interface_executor_plugins.settings import CommonSettings
+
+    mode = {"remote": False}
+    cls = snakemake_compat.mode_aware_common_settings(CommonSettings, lambda: mode["remote"])
+    settings = cls(non_local_exec=False, implies_no_shared_fs=False, job_deploy_sources=False)
+    assert settings.non_local_exec is False
+    mode["remote"] = True
+    assert settings.non_local_exec is True, broken("CommonSettings.non_local_exec can no longer be a property")
+    assert settings.local_exec is False, broken("CommonSettings.local_exec is no longer derived from non_local_exec")
+
+
+def test_planned_jobs_and_needrun_jobs_list_what_a_dry_run_would_run(tmp_path: Path):
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import DAGSettings, OutputSettings, ResourceSettings
+
+    (tmp_path / "Snakefile").write_text(
+        'rule all:\n    input: "b.txt"\n'
+        'rule b:\n    input: "a.txt"\n    output: "b.txt"\n    shell: "cp {input} {output}"\n'
+        'rule a:\n    output: "a.txt"\n    shell: "touch {output}"\n'
+    )
+    cwd = os.getcwd()
+    try:
+        with SnakemakeApi(OutputSettings(enable_file_logging=False)) as api:
+            workflow_api = api.workflow(ResourceSettings(cores=1), snakefile=tmp_path / "Snakefile", workdir=tmp_path)
+            dag_api = workflow_api.dag(DAGSettings(targets=frozenset()))
+            planned = snakemake_compat.planned_jobs(dag_api, forceall=False)
+            names = {job.rule.name: [d.rule.name for d in deps] for job, deps in planned}
+            assert names == {"all": ["b"], "b": ["a"], "a": []}, broken(f"planned jobs came out as {names}")
+            workflow = dag_api.workflow_api._workflow
+            assert {j.rule.name for j in snakemake_compat.needrun_jobs(workflow)} == {"all", "a", "b"}, broken("dag.needrun_jobs() changed")
+    finally:
+        os.chdir(cwd)
+
+
+def test_slurm_plugin_still_offers_what_we_extend():
+    import snakemake_executor_plugin_slurm as plugin
+
+    assert inspect.iscoroutinefunction(plugin.query_job_status), broken("query_job_status is no longer an async module function")
+    interval = inspect.getattr_static(plugin.Executor, "next_seconds_between_status_checks", None)
+    assert isinstance(interval, property) and interval.fset is not None, broken("next_seconds_between_status_checks is no longer a settable property")
+    assert "get_partition_arg" in inspect.getsource(plugin.Executor.run_job), broken("sbatch arguments no longer come from get_partition_arg")
+    for attribute in ("executor_settings", "executor_plugin", "remote_execution_settings"):
+        assert attribute in inspect.getsource(plugin.Executor) + inspect.getsource(plugin.Executor.__mro__[1]), broken(f"the slurm executor no longer reads workflow.{attribute}")
+
+
+def test_normalised_status_queries_strip_who_cancelled(monkeypatch: pytest.MonkeyPatch):
+    import snakemake_executor_plugin_slurm as plugin
+
+    async def fake(*_args, **_kwargs):
+        return {"1": "CANCELLED by 0", "2": "COMPLETED"}, 0.1
+
+    monkeypatch.setattr(plugin, "query_job_status", fake)
+    snakemake_compat.normalise_slurm_status_queries()
+    statuses, _ = asyncio.run(plugin.query_job_status())
+    assert statuses == {"1": "CANCELLED", "2": "COMPLETED"}
+
+
+def test_slurm_executor_class_caps_the_status_interval():
+    cls = snakemake_compat.slurm_executor_class()
+    executor = cls.__new__(cls)
+    cls.max_status_interval = 7
+    executor.next_seconds_between_status_checks = 170
+    assert executor.next_seconds_between_status_checks == 7
