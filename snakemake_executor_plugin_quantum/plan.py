@@ -75,6 +75,15 @@ class Plan:
         return out
 
     @property
+    def undetermined(self) -> dict[str, int]:
+        """{rule: jobs} whose quantum resources are decided only when they run."""
+        out: dict[str, int] = {}
+        for job in self.jobs:
+            if job.request.undetermined:
+                out[job.rule] = out.get(job.rule, 0) + 1
+        return out
+
+    @property
     def checkpoints(self) -> list[str]:
         return sorted({job.rule for job in self.jobs if job.checkpoint})
 
@@ -136,6 +145,10 @@ def format_text(plan: Plan) -> str:
         lines.append("  none")
     g = plan.gpus
     lines += ["", "GPUs:", f"  {_n(g.jobs, 'job')} with gpu=N: {_n(g.total, 'GPU')} in all, at most {g.max_per_job} per job" if g.jobs else "  none"]
+    if plan.undetermined:
+        rules = ", ".join(f"{rule} x{count}" if count > 1 else rule for rule, count in plan.undetermined.items())
+        lines += ["", f"Note: {rules}: resources come from functions of files that earlier jobs write; "
+                  "they are read when those jobs have run (counted as cpu here)."]
     if plan.checkpoints:
         names = ", ".join(plan.checkpoints)
         lines += ["", f"Note: the jobs after checkpoint {names} are not known until it has run; they are not in this plan."]
@@ -152,6 +165,7 @@ def to_dict(plan: Plan) -> dict:
         "vqpus": [asdict(v) for v in plan.vqpus],
         "gpus": asdict(plan.gpus),
         "checkpoints": plan.checkpoints,
+        "undetermined": plan.undetermined,
         "jobs": [
             {
                 "id": job.jobid,

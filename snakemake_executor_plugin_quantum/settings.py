@@ -117,6 +117,12 @@ class ExecutorSettings(ExecutorSettingsBase):
                           "plain `qrun` call on a vQPU sends its request from the executor instead (same output, "
                           "~100 ms less per job)."},
     )
+    spawn_run_jobs: bool = field(
+        default=False,
+        metadata={"help": "Run each run: job in a new Snakemake process, as --executor local does (about 1.3 s "
+                          "per job). By default run: jobs are forked from a copy of the running Snakemake that "
+                          "already holds the workflow (and qiskit, when they use quantum resources)."},
+    )
     slurm_keep_logs: bool = field(
         default=False, metadata={"help": "Keep the Slurm logs of successful jobs (the slurm plugin deletes them by default)."}
     )

@@ -42,6 +42,38 @@ def spawned_job_error() -> type[Exception]:
     return SpawnedJobError
 
 
+def job_run_args(executor: Any, job: Any) -> tuple[Any, ...]:
+    """What Snakemake's ``run_wrapper`` gets for ``job`` (its rule first), the job prepared.
+
+    Why: a ``run:`` job runs in a process forked from the executor (executor/forks.py)
+    instead of a new Snakemake per job; there it calls the same ``run_wrapper`` with the
+    same arguments ``--force-use-threads`` would give it in a thread.
+    """
+    return tuple(executor.job_args_and_prepare(job))
+
+
+def run_wrapper() -> Callable[..., None]:
+    from snakemake.executors.local import run_wrapper as wrapper
+
+    return wrapper
+
+
+def print_exception(error: BaseException, workflow: Any) -> None:
+    """Print a job's error as Snakemake's local executor does for a job run in a thread."""
+    from snakemake.exceptions import print_exception as show
+
+    show(error, workflow.linemaps)
+
+
+def rule_named(workflow: Any, name: str) -> Any:
+    return workflow.get_rule(name)
+
+
+def has_run_rules(workflow: Any) -> bool:
+    """Does any rule of the workflow have a ``run:`` block (jobs a checkpoint adds too)?"""
+    return any(rule.is_run for rule in workflow.rules)
+
+
 def needrun_jobs(workflow: Any) -> list[Any]:
     """The jobs this run will execute, known when the executor starts.
 
@@ -62,6 +94,30 @@ def shell_wraps_commands() -> bool:
     from snakemake.shell import shell
 
     return bool(shell._process_prefix or shell._process_suffix)
+
+
+def is_undetermined(value: Any) -> bool:
+    """Is this resource value Snakemake's placeholder for "not known yet"?
+
+    Why: Snakemake evaluates resource callables lazily; one that needs an input file an
+    upstream job creates is ``<TBD>`` (a ``TBDString``) until that job has run. The
+    executor must then wait until the job runs to read it, as ``--executor local`` does.
+    """
+    from snakemake.common.tbdstring import TBDString
+
+    return isinstance(value, TBDString)
+
+
+def one_line_error(message: str) -> Exception:
+    """An error Snakemake prints as ``Error: <message>``, without a traceback.
+
+    Why: a ``WorkflowError`` raised while the executor starts is printed with the
+    executor's stack frames; a configuration mistake is one line, as the README promises.
+    ``ApiError`` is the interface package's error that Snakemake formats that way.
+    """
+    from snakemake_interface_common.exceptions import ApiError
+
+    return ApiError(message)
 
 
 # ------------------------------------------------------------------ settings

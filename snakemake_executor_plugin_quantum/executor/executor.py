@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import signal
 import subprocess
 import threading
@@ -20,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
 from .. import snakemake_compat
@@ -29,12 +29,14 @@ from ..resources.config import find_config, load_config
 from ..resources.leases import LaneLeases
 from ..resources.requests import JobRequest, RequestReader
 from ..settings import ExecutorSettings
-from . import environ, inline
+from . import environ, forks, inline, stopping
 from .gpus import GpuSlots, detect_gpus, parse_slots
 from .session import RunSession
 from .sidecars import LocalLauncher, SidecarManager
 
 log = logging.getLogger(__name__)
+# What run: jobs that use quantum resources import: once in the job parent, not per job.
+PRELOAD = ("snakemake_executor_plugin_quantum.primitives", "qiskit_aer")
 PACKAGE_LOGGER = logging.getLogger("snakemake_executor_plugin_quantum")
 
 
@@ -79,11 +81,12 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
             self.reader = RequestReader(self.config, self.settings.default_qpu, self.settings.default_vqpu)
             slots = parse_slots(self.settings.gpu_slots)
         except QuantumError as exc:
-            raise WorkflowError(str(exc)) from None
+            raise snakemake_compat.one_line_error(str(exc)) from None
         self.gpus = GpuSlots(slots if slots is not None else detect_gpus())
         self.leases = LaneLeases(self.settings.lease_dir)
         self.session = RunSession(dict(os.environ), self.settings.acquire_timeout)
         self._requests: dict[Any, JobRequest] = {}
+        self._not_started: dict[Any, str] = {}  # job -> why it failed before its command
         pending = self._check_run()  # bad configuration fails here, before anything starts
         quantum_dir = Path(self.workflow.workdir_init) / ".snakemake" / "quantum"
         event_dir = self.settings.vqpu_event_dir or str(quantum_dir / "vqpu")
@@ -94,7 +97,7 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
             try:
                 self.slurm = SlurmRoute(self.workflow, self.logger, self.settings)
             except QuantumError as exc:
-                raise WorkflowError(str(exc)) from None
+                raise snakemake_compat.one_line_error(str(exc)) from None
             launcher: Any = SlurmLauncher(
                 self.config_path, self.settings.vqpu_idle_timeout, self.settings.vqpu_walltime,
                 self.settings.slurm_vqpu_partition, quantum_dir / "env", _default_account(pending),
@@ -102,30 +105,50 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
             self._submitter = ThreadPoolExecutor(max_workers=8, thread_name_prefix="quantum-submit")
         else:
             launcher = LocalLauncher(self.config_path, self.settings.vqpu_idle_timeout, self.settings.vqpu_walltime)
-        self.sidecars = SidecarManager(launcher, event_dir, self.settings.vqpu_start_timeout, dict(os.environ))
+        self._stop = threading.Event()  # set when the run is cancelled
+        self.sidecars = SidecarManager(launcher, event_dir, self.settings.vqpu_start_timeout, dict(os.environ), self._stop)
         self._running: set[Any] = set()
         self._running_lock = threading.Lock()
-        self._stop = threading.Event()
         self._previous_sigterm: Any = None
         self._warned_no_gpu = False
         self._closed = False
         self.inline = inline.InlineRuns()
+        self.forker = self._fork_job_parent(pending)  # before any thread of ours starts
         environ.install()
         self._start_vqpus(pending)
 
     # ---------------------------------------------------------------- planning
 
     def _check_run(self) -> list[tuple[Any, JobRequest]]:
-        """Read every pending job's request now: bad configuration fails before any job runs."""
+        """Read every pending job's request now: bad configuration fails before any job runs.
+
+        A request that Snakemake cannot evaluate yet (a resource function of a file an
+        upstream job writes) is read again when its job runs, as --executor local does.
+        """
         pending = []
         for job in snakemake_compat.needrun_jobs(self.workflow):
-            request = self.request(job)
-            if self.settings.classical == "slurm":
-                self._check_slurm_job(job, request)
-            elif request.gpus > len(self.gpus.ids) and self.gpus.ids:
-                raise WorkflowError(f"rule {request.rule}: gpu={request.gpus} but only {len(self.gpus.ids)} GPU slots exist ({','.join(self.gpus.ids)})")
+            try:
+                request = self.request(job)
+                if request.undetermined:
+                    continue
+                if self.settings.classical == "slurm":
+                    self._check_slurm_job(job, request)
+                elif request.gpus > len(self.gpus.ids) and self.gpus.ids:
+                    raise QuantumError(f"rule {request.rule}: gpu={request.gpus} but only {len(self.gpus.ids)} GPU slots exist ({','.join(self.gpus.ids)})")
+            except QuantumError as exc:
+                raise snakemake_compat.one_line_error(str(exc)) from None
             pending.append((job, request))
         return pending
+
+    def _fork_job_parent(self, pending: list[tuple[Any, JobRequest]]) -> forks.JobForker | None:
+        """The process run: jobs are forked from, when the workflow has any (local mode)."""
+        if self.slurm is not None or self.settings.spawn_run_jobs or not snakemake_compat.has_run_rules(self.workflow):
+            return None
+        if threading.active_count() != 1:  # forking is only safe with one thread
+            log.debug("run: jobs are spawned: %d threads run already", threading.active_count())
+            return None
+        quantum_run = any(job.is_run and request.is_quantum for job, request in pending)
+        return forks.JobForker(self._run_forked, PRELOAD if quantum_run else ())
 
     def _start_vqpus(self, pending: list[tuple[Any, JobRequest]]) -> None:
         """Count each vQPU's pending jobs, and start the vQPUs now so they warm up early."""
@@ -135,34 +158,45 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
                 if resource.is_vqpu:
                     self.sidecars.expect(resource, job)
                     vqpus[resource.name] = resource
+        try:
+            for resource in vqpus.values():
+                self.sidecars.check_external(resource)
+        except QuantumError as exc:
+            raise snakemake_compat.one_line_error(str(exc)) from None
         if vqpus:
             log.info("vQPUs for this run: %s", ", ".join(vqpus))
             self.sidecars.prestart(list(vqpus.values()))
 
     def request(self, job: Any) -> JobRequest:
-        request = self._requests.get(job)
-        if request is None:
-            try:
-                if job.is_group():  # a Slurm group job: what its members need, together
-                    members = [self.request(member) for member in job]
-                    request = JobRequest(
-                        job.name, tuple({r.name: r for m in members for r in m.resources}.values()),
-                        max(m.lanes for m in members), max(m.gpus for m in members),
-                    )
-                else:
-                    request = self.reader.read(job.rule.name, job.resources, job.params)
-            except QuantumError as exc:
-                raise WorkflowError(str(exc)) from None
-            self._requests[job] = request
+        """What the job asks for, read from its resources as they are now (QuantumError if wrong)."""
+        if job.is_group():  # a Slurm group job: what its members need, together
+            members = [self.request(member) for member in job]
+            request = JobRequest(
+                job.name, tuple({r.name: r for m in members for r in m.resources}.values()),
+                max(m.lanes for m in members), max(m.gpus for m in members),
+                undetermined=tuple(key for m in members for key in m.undetermined),
+            )
+        else:
+            request = self.reader.read(job.rule.name, job.resources, job.params)
+        self._requests[job] = request
+        return request
+
+    def _run_request(self, job: Any) -> JobRequest:
+        """The request of a job about to run (QuantumError: this job's mistake)."""
+        request = self.request(job)
+        if request.undetermined:
+            raise QuantumError(f"rule {job.rule.name}: resources {', '.join(request.undetermined)} could not be evaluated")
+        if self.slurm is not None:
+            self._check_slurm_job(job, request)
         return request
 
     def _check_slurm_job(self, job: Any, request: JobRequest) -> None:
         if request.is_quantum and job.is_local:
-            raise WorkflowError(f"rule {request.rule} needs quantum resources but is a local rule; "
-                                "local rules run outside the quantum executor in Slurm mode")
+            raise QuantumError(f"rule {request.rule} needs quantum resources but is a local rule; "
+                               "local rules run outside the quantum executor in Slurm mode")
         if self.settings.slurm_qpu_mode == "spank" and request.vqpus and len(request.vqpus) < len(request.resources):
-            raise WorkflowError(f"rule {request.rule} mixes vQPUs and spank_qrmi resources; "
-                                "spank_qrmi sets the QRMI job environment itself, so split the rule")
+            raise QuantumError(f"rule {request.rule} mixes vQPUs and spank_qrmi resources; "
+                               "spank_qrmi sets the QRMI job environment itself, so split the rule")
 
     # ------------------------------------------------------------------ running
 
@@ -170,13 +204,18 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         self._install_sigterm()
         if self.slurm is None:
             return super().run_jobs(jobs)
-        plain = [job for job in jobs if not self.request(job).is_quantum]
+        plain, quantum = [], []
+        for job in jobs:
+            try:
+                (quantum if self._run_request(job).is_quantum else plain).append(job)
+            except QuantumError as exc:  # this job's mistake fails this job, with one line
+                self._not_started[job] = str(exc)
+                self.report_job_error(SubmittedJobInfo(job))
         if plain:
             self.slurm.run_jobs(plain)  # nothing to add: exactly as --executor slurm
-        for job in jobs:
-            if self.request(job).is_quantum:
-                self.run_job_pre(job)
-                self._submitter.submit(self._submit_to_slurm, job)
+        for job in quantum:
+            self.run_job_pre(job)
+            self._submitter.submit(self._submit_to_slurm, job)
 
     def run_job(self, job: Any) -> None:
         self._install_sigterm()
@@ -184,7 +223,7 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
 
     def _submit_to_slurm(self, job: Any) -> None:
         """Off the scheduler thread: a vQPU may take a while to start."""
-        request = self.request(job)
+        request = self._requests[job]
         try:
             for resource in request.resources:
                 if resource.is_vqpu:
@@ -199,12 +238,18 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
             args = self.slurm.qpu_args(request.resources, request.lanes, job.resources.get("gres"))
             self.slurm.submit(job, args, environ)
         except Exception as exc:  # reported as this job's error, with the reason
-            message = str(exc) if isinstance(exc, QuantumError) else f"{type(exc).__name__}: {exc}"
-            self.report_job_error(SubmittedJobInfo(job), msg=f"rule {request.rule}: {message}")
+            self._not_started[job] = str(exc) if isinstance(exc, QuantumError) else f"{type(exc).__name__}: {exc}"
+            self.report_job_error(SubmittedJobInfo(job))
 
     def cached_or_run(self, job: Any, run_func: Any, *args: Any) -> None:
         """Runs in a pool thread for every single job (also inside groups)."""
-        request = self.request(job)
+        if self.forker is not None and run_func == self.spawn_job:
+            run_func, args = self._forked(job), ()
+        try:
+            request = self._run_request(job)
+        except QuantumError as exc:
+            self._not_started[job] = str(exc)
+            raise snakemake_compat.spawned_job_error()() from None
         if not request.is_quantum and not request.gpus:
             return super().cached_or_run(job, run_func, *args)
         with self._running_lock:
@@ -216,9 +261,12 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
                 argv = self._inline_qrun(job, request)
                 if argv is not None:
                     run_func = inline.runner(self.inline, argv, environ.snapshot(), run_func)
+                if self._stop.is_set():
+                    raise QuantumError("the run was cancelled before this job started")
                 super().cached_or_run(job, run_func, *args)
-        except QuantumError as exc:
-            raise WorkflowError(f"rule {request.rule}: {exc}") from None
+        except QuantumError as exc:  # before its command ran: said once, by print_job_error
+            self._not_started[job] = str(exc)
+            raise snakemake_compat.spawned_job_error()() from None
         finally:
             with self._running_lock:
                 self._running.discard(job)
@@ -258,12 +306,52 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         return int(runtime) * 60 if isinstance(runtime, int) and runtime > 0 else self.settings.qpu_timeout
 
     def spawn_job(self, job: Any) -> None:
-        """``run:`` jobs run in a Snakemake subprocess: hand it this job's environment."""
+        """Snakemake's way for a ``run:`` job: a new Snakemake process, with this job's environment.
+
+        Used with ``--quantum-spawn-run-jobs``, or for a job whose arguments cannot be
+        handed to the job parent; otherwise ``cached_or_run`` forks the job (forks.py).
+        """
         cmd = self.format_job_exec(job)
         try:
             subprocess.check_call(cmd, shell=True, env=environ.snapshot())
         except subprocess.CalledProcessError:
             raise snakemake_compat.spawned_job_error()() from None
+
+    def _forked(self, job: Any) -> Any:
+        """A ``run_func`` that runs ``job`` in a child of the job parent."""
+        args = snakemake_compat.job_run_args(self, job)  # prepares the job, as --force-use-threads would
+
+        def run() -> None:  # called within the job's environment (cached_or_run)
+            try:
+                payload = forks.Payload(args[0].name, args[1:], environ.snapshot(), os.getcwd())
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                log.info("job %s cannot be forked (%s); spawning Snakemake for it", job.jobid, exc)
+                return self.spawn_job(job)
+            if self.forker.run(payload) != 0:
+                raise snakemake_compat.spawned_job_error()()
+
+        return run
+
+    def _run_forked(self, rule: str, args: tuple[Any, ...]) -> None:
+        """In a forked child: run the job as Snakemake runs a run: job in a thread."""
+        try:
+            snakemake_compat.run_wrapper()(snakemake_compat.rule_named(self.workflow, rule), *args)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            snakemake_compat.print_exception(exc, self.workflow)
+            raise
+
+    def print_job_error(self, job_info: SubmittedJobInfo, msg: Any = None, **kwargs: Any) -> None:
+        """A job that failed before its command ran says why in one line (Snakemake's own
+        report would show its command as having failed)."""
+        reason = self._not_started.pop(job_info.job, None)
+        if reason is None:
+            return super().print_job_error(job_info, msg, **kwargs)
+        job = job_info.job
+        if not reason.startswith(f"rule {job.rule.name}"):
+            reason = f"rule {job.rule.name}: {reason}"
+        self.logger.error(f"Error in job {job.jobid}: {reason}; its command did not run")
 
     def handle_job_success(self, job: Any) -> None:
         super().handle_job_success(job)
@@ -275,15 +363,11 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
             self._job_done(job)
 
     def _job_done(self, job: Any) -> None:
-        request = self._requests.get(job)
-        if request is None or self._closed:
+        """The job no longer needs its vQPUs: release the run's token and stop any vQPU
+        no pending job needs (in the background; the scheduler must not wait)."""
+        if self._closed:
             return
-        for resource in request.resources:
-            if resource.is_vqpu:
-                # Release the run's token on the vQPU first, then stop it: in the background.
-                threading.Thread(
-                    target=self.sidecars.done, args=(resource, job, lambda r: self.session.release(r.name)), daemon=True
-                ).start()
+        threading.Thread(target=self.sidecars.forget, args=(job, lambda r: self.session.release(r.name)), daemon=True).start()
 
     # ---------------------------------------------------------------- stopping
 
@@ -307,38 +391,32 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
             self._close()
 
     def cancel(self) -> None:
-        self._stop.set()
+        """Ctrl-C or SIGTERM: no task starts after this; running ones are stopped now."""
+        self._stop.set()  # jobs still waiting (vQPU start, lanes, GPUs) give up at once
         try:
             if self.slurm is not None:
                 self._submitter.shutdown(wait=True, cancel_futures=True)
                 self.slurm.cancel()  # scancel every job of this run
+                super().cancel()
             else:
                 self.inline.stop_all()
-                self._stop_job_processes()
-            super().cancel()
+                drained = threading.Event()
+                sweeper = threading.Thread(target=stopping.stop_job_processes, args=(drained, self._spared_pids, self._forked_pids), daemon=True)
+                sweeper.start()
+                try:
+                    super().cancel()  # waits for the pool's threads
+                finally:
+                    drained.set()
+                    sweeper.join()
             self._remove_partial_outputs()
         finally:
             self._close()
 
-    def _stop_job_processes(self, timeout: float = 10.0) -> None:
-        """SIGTERM every process of a running job (qrun then stops its task), SIGKILL stragglers."""
-        import psutil
+    def _spared_pids(self) -> set[int]:
+        return self.sidecars.pids() | ({self.forker.pid} if self.forker else set())
 
-        keep = self.sidecars.pids()  # stopped afterwards, once their clients have stopped their tasks
-        targets = []
-        for child in psutil.Process().children(recursive=False):
-            if child.pid in keep:
-                continue
-            targets.append(child)
-            with contextlib.suppress(psutil.Error):
-                targets.extend(child.children(recursive=True))
-        for process in targets:
-            with contextlib.suppress(psutil.Error):
-                process.terminate()
-        _, alive = psutil.wait_procs(targets, timeout=timeout)
-        for process in alive:
-            with contextlib.suppress(psutil.Error):
-                process.kill()
+    def _forked_pids(self) -> set[int]:
+        return self.forker.job_pids() if self.forker else set()
 
     def _remove_partial_outputs(self) -> None:
         """Outputs of jobs stopped mid-way are incomplete: remove them (Snakemake removed any
@@ -354,6 +432,8 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         if self._closed:
             return
         self._closed = True
+        if self.forker is not None:
+            self.forker.close()
         self.session.release_all()
         self.sidecars.stop_all()
         environ.uninstall()

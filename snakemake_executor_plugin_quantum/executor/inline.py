@@ -12,11 +12,10 @@ qrun's own usage errors, runs as a normal shell job.
 from __future__ import annotations
 
 import shlex
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
-
-from snakemake_interface_common.exceptions import WorkflowError
 
 from .. import snakemake_compat, tasks
 from ..backends.vqpu_client import VQPUClient
@@ -72,12 +71,14 @@ class InlineRuns:
     def try_run(self, argv: list[str], environ: Mapping[str, str]) -> bool:
         """Run the task and write its output; False (nothing done) when it is not for a vQPU.
 
-        Errors read as qrun's own would (``qrun: error: ...``) and fail the job.
+        Errors read as qrun's own would (``qrun: error: ...`` on stderr) and fail the job
+        as a failed command does.
         """
         try:
             return self._try_run(argv, environ)
         except QuantumError as exc:
-            raise WorkflowError(f"qrun: error: {exc}") from None
+            print(f"qrun: error: {exc}", file=sys.stderr, flush=True)
+            raise snakemake_compat.spawned_job_error()() from None
 
     def _try_run(self, argv: list[str], environ: Mapping[str, str]) -> bool:
         invocation = tasks.parse_quietly(argv)

@@ -5,8 +5,9 @@ vQPUs in the background as soon as the run starts (so they warm up while classic
 stages run), makes a job wait for its vQPU's event file, and stops each vQPU by its own
 PID (or Slurm job id) when its last pending job is done, at the end of the run, on
 failure, Ctrl-C or SIGTERM. A vQPU that died is restarted for the jobs still to come.
-A live vQPU found at the event file the config names (started by hand, or by another
-run) is used and never stopped; if nothing lives there, we start our own at that path.
+A vQPU whose event file the config names (``QRMI_VQPU_EVENT_FILE``: started by hand, or
+shared by several runs) is external: used as is, never started or stopped by us; if no
+live vQPU is there, its jobs fail with one line naming the file.
 """
 
 from __future__ import annotations
@@ -107,11 +108,14 @@ class _Sidecar:
     pending: set[Any] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopped: bool = False
+    external: bool = False  # the config names its event file: someone else runs it
 
 
 class SidecarManager:
-    def __init__(self, launcher: Any, event_dir: str, start_timeout: float, environ: dict[str, str]):
+    def __init__(self, launcher: Any, event_dir: str, start_timeout: float, environ: dict[str, str],
+                 cancelled: threading.Event | None = None):
         self.launcher = launcher
+        self.cancelled = cancelled or threading.Event()  # set: no vQPU starts, waits end now
         self.event_dir = event_dir
         self.start_timeout = start_timeout
         self.environ = environ
@@ -126,7 +130,7 @@ class SidecarManager:
                 fixed = resource.environment.get("QRMI_VQPU_EVENT_FILE")
                 directory = resource.environment.get("QRMI_VQPU_EVENT_DIR")
                 path = fixed or event_path(directory or self.event_dir, resource.name)
-                car = self._cars[resource.name] = _Sidecar(resource, os.path.abspath(path))
+                car = self._cars[resource.name] = _Sidecar(resource, os.path.abspath(path), external=bool(fixed))
             return car
 
     def expect(self, resource: ResourceDef, job: Any) -> None:
@@ -148,7 +152,10 @@ class SidecarManager:
         """The event file of a ready vQPU for ``resource``, starting or restarting it if needed."""
         car = self._car(resource)
         with car.lock:
+            self._check_cancelled(resource)
             car.stopped = False
+            if car.external:
+                return self._attach(car)
             if car.handle is not None:
                 reason = car.handle.exit_reason()
                 if reason is None and read_event(car.event_file) is not None:
@@ -159,32 +166,63 @@ class SidecarManager:
                 car.handle = None
             elif (event := read_event(car.event_file)) is not None:
                 if _alive(event):
-                    return car.event_file  # someone else's vQPU, or one from a live earlier start
+                    return car.event_file  # one from a live earlier start
                 clear_event(car.event_file)  # stale: its process is gone
             os.makedirs(os.path.dirname(car.event_file), exist_ok=True)
             handle = car.handle = self.launcher.launch(resource, car.event_file, self.environ)
             self.launched += 1
             try:
-                wait_for_event(car.event_file, self.start_timeout, alive=handle.exit_reason)
+                wait_for_event(car.event_file, self.start_timeout, alive=lambda: self._cancelled_reason() or handle.exit_reason())
             except ResourceUnavailableError as exc:
                 handle.stop(5)
                 clear_event(car.event_file)
                 car.handle = None
+                self._check_cancelled(resource)
                 raise ResourceUnavailableError(f"vQPU '{resource.name}' did not start: {exc}") from None
             log.info("vQPU '%s' ready (%s)", resource.name, handle.describe())
             return car.event_file
 
-    def done(self, resource: ResourceDef, job: Any, on_idle: Any = None) -> bool:
-        """``job`` no longer needs this vQPU; stops it when no pending job does. True if stopped."""
+    def _attach(self, car: _Sidecar) -> str:
+        event = read_event(car.event_file)
+        if event is None or not _alive(event):
+            state = "holds no event" if event is None else f"names process {event.pid}, which is gone"
+            raise ResourceUnavailableError(
+                f"vQPU '{car.resource.name}' is external (QRMI_VQPU_EVENT_FILE={car.event_file}) but the file {state}; "
+                f"start it with: vqpu serve {car.resource.name} --event-file {car.event_file}, "
+                "or remove QRMI_VQPU_EVENT_FILE from the config to let the run start its own"
+            )
+        return car.event_file
+
+    def check_external(self, resource: ResourceDef) -> None:
+        """Fail now (before any job runs) if an external vQPU is not there."""
         car = self._car(resource)
-        with car.lock:
-            car.pending.discard(job)
-            if car.pending or car.handle is None or car.stopped:
-                return False
-        if on_idle is not None:
-            on_idle(resource)
-        self.stop(resource.name)
-        return True
+        if car.external:
+            self._attach(car)
+
+    def _cancelled_reason(self) -> str | None:
+        return "the run was cancelled" if self.cancelled.is_set() else None
+
+    def _check_cancelled(self, resource: ResourceDef) -> None:
+        if self.cancelled.is_set():
+            raise ResourceUnavailableError(f"the run was cancelled while vQPU '{resource.name}' was needed")
+
+    def forget(self, job: Any, on_idle: Any = None) -> list[str]:
+        """``job`` is done: it no longer holds any vQPU. Stops each vQPU no pending job
+        needs (after ``on_idle(resource)``); returns the names of those stopped."""
+        idle = []
+        for car in list(self._cars.values()):
+            with car.lock:
+                if job not in car.pending:
+                    continue
+                car.pending.discard(job)
+                if car.pending or car.handle is None or car.stopped:
+                    continue
+            idle.append(car.resource)
+        for resource in idle:
+            if on_idle is not None:
+                on_idle(resource)
+            self.stop(resource.name)
+        return [r.name for r in idle]
 
     def stop(self, name: str, timeout: float = 10.0) -> None:
         car = self._cars.get(name)

@@ -6,7 +6,9 @@
     vqpu_name="x"     which vQPU (a ``vqpu`` resource of the config)
     gpu=N             N GPUs (distinct CUDA_VISIBLE_DEVICES per running job)
 
-Every mistake is found before any job runs and names the rule and the fix.
+Every mistake names the rule and the fix. It is found before any job runs, except where
+a rule's resource function can only be evaluated once upstream jobs have run; then it is
+found when the job runs, and fails that job.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..snakemake_compat import is_undetermined
 from .config import ResourceConfig, ResourceDef, embedded_default
+
+KEYS = ("qpu", "qpu_name", "vqpu", "vqpu_name", "gpu")
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,9 @@ class JobRequest:
     lanes: int = 1
     gpus: int = 0
     shots: int | None = None
+    # Keys whose values Snakemake cannot evaluate yet (a resource function that reads a
+    # file an upstream job creates): read again when the job runs, as Snakemake does.
+    undetermined: tuple[str, ...] = ()
 
     @property
     def is_quantum(self) -> bool:
@@ -57,6 +65,9 @@ class RequestReader:
 
     def read(self, rule: str, resources: Any, params: Any = None) -> JobRequest:
         """``resources``/``params`` as Snakemake gives them (mapping-like, ``.get``)."""
+        pending = tuple(key for key in KEYS if is_undetermined(resources.get(key)))
+        if pending:
+            return JobRequest(rule, undetermined=pending)
         qpu = _count(rule, "qpu", resources.get("qpu"))
         vqpu = _count(rule, "vqpu", resources.get("vqpu"))
         gpus = _count(rule, "gpu", resources.get("gpu"), allow_zero=True) or 0

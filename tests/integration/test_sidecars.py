@@ -215,3 +215,50 @@ def test_ctrl_c_leaves_no_vqpu_qrun_or_event_file(tmp_path: Path) -> None:
     assert not [pid for pid in tree if pid_alive(pid)], "every process of the run must be gone"
     assert not event_file.exists()
     assert not list(workdir.glob("k*.json"))
+
+
+def test_ctrl_c_while_the_vqpu_starts_stops_it_at_once_and_the_next_run_is_not_blocked(tmp_path: Path) -> None:
+    """Jobs waiting for a starting vQPU give up on Ctrl-C: no task is sent, the starting
+    vQPU is stopped, and no output is left for the next run to call incomplete."""
+    import psutil
+
+    workdir = write_workflow(tmp_path, KILLED, {"slow.qasm": slow_qasm(qubits=20, layers=400)})
+    process = subprocess.Popen(
+        [command("snakemake"), "--executor", "quantum", "--cores", "2"],
+        cwd=workdir, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    vqpu_dir = workdir / ".snakemake" / "quantum" / "vqpu"
+    deadline = time.monotonic() + 60
+    starting = []
+    while not starting:  # the vQPU process exists, its event file does not yet
+        assert time.monotonic() < deadline and process.poll() is None, "the vQPU never started"
+        starting = [p for p in psutil.Process(process.pid).children() if "serve" in " ".join(p.cmdline())]
+        time.sleep(0.02)
+    assert not (vqpu_dir / "vqpu.json").exists(), "the vQPU was ready before the test could interrupt its start"
+    interrupted = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    took = time.monotonic() - interrupted
+    assert took < 8, f"Snakemake took {took:.1f} s to stop after Ctrl-C"
+    assert not pid_alive(starting[0].pid), "the starting vQPU must be stopped"
+    assert not (vqpu_dir / "vqpu.json").exists()
+    assert not list(workdir.glob("k*.json"))
+    dry = snakemake(workdir, "--executor", "quantum", "--cores", "2", "-n")
+    assert dry.returncode == 0 and "Incomplete" not in dry.stdout + dry.stderr, dry.stderr[-2000:]
+
+
+def test_a_dead_external_vqpu_fails_the_run_with_one_line_naming_its_event_file(tmp_path: Path) -> None:
+    """An external vQPU (QRMI_VQPU_EVENT_FILE in the config) is never replaced by a private one."""
+    event_file = tmp_path / "shared" / "ext.json"
+    event_file.parent.mkdir()
+    event_file.write_text(json.dumps({"name": "ext", "host": "127.0.0.1", "port": 9, "pid": 2**22 + 17,
+                                      "token": "x" * 32, "engine": "aer", "qubits": 30, "started": 0.0}))
+    config = f"resources:\n  - name: ext\n    type: vqpu\n    environment: {{QRMI_VQPU_EVENT_FILE: {event_file}}}\n"
+    workdir = write_workflow(tmp_path / "wf", KILLED.replace("resources: vqpu=1", 'resources: vqpu=1, vqpu_name="ext"'),
+                             {"slow.qasm": slow_qasm(qubits=2, layers=1), "qrmi_config.yaml": config})
+    result = snakemake(workdir, "--executor", "quantum", "--cores", "2")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if str(event_file) in line]
+    assert errors and errors[0].startswith("Error: vQPU 'ext' is external"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and 'File "' not in result.stderr
+    assert not (workdir / ".snakemake" / "quantum" / "vqpu").exists() or not list((workdir / ".snakemake" / "quantum" / "vqpu").glob("*.log")), "no private vQPU may start"

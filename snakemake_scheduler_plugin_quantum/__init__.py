@@ -1,0 +1,74 @@
+"""``snakemake --scheduler quantum``: job selection that stays linear in wide workflows.
+
+Snakemake asks its scheduler to choose jobs once per finished job, handing it every ready
+job. The built-in greedy scheduler scores all of them each time, so a 5,000-job fan-out
+spends most of its time re-scoring (measured: 63% of the main thread, 3,000 jobs). This
+scheduler keeps ready jobs across rounds in one priority queue per *resource signature*
+(the resources a job takes that are limited in this run): a round adds only the jobs that
+became ready, then takes the best job of any queue whose signature still fits, until
+none fits. A round costs O(new jobs + selected jobs x signatures x log n), not O(ready).
+
+Order within what fits is the greedy scheduler's: higher ``priority`` first, then jobs
+freeing larger temporary inputs, then larger inputs, then first come first served.
+Shipped with snakemake-executor-plugin-quantum; it works with any executor.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from snakemake_interface_scheduler_plugins.base import SchedulerBase
+
+__all__ = ["Scheduler"]
+
+Signature = tuple[tuple[str, int], ...]
+
+
+class Scheduler(SchedulerBase):
+    def __post_init__(self) -> None:
+        self._queues: dict[Signature, list[tuple[Any, ...]]] = {}
+        self._queued: set[Any] = set()
+        self._order = itertools.count()
+
+    def select_jobs(
+        self,
+        selectable_jobs: Sequence[Any],
+        remaining_jobs: Sequence[Any],
+        available_resources: Mapping[str, int | str],
+        input_sizes: dict[Any, int],
+    ) -> Sequence[Any]:
+        ready = selectable_jobs if isinstance(selectable_jobs, (set, frozenset)) else set(selectable_jobs)
+        limits = {name: value for name, value in available_resources.items() if isinstance(value, int) and value < sys.maxsize}
+        for job in ready - self._queued:  # jobs that became ready (or are retried) since the last round
+            self._enqueue(job, limits, input_sizes)
+        selected = []
+        while (signature := self._best_fitting(ready, limits)) is not None:
+            job = heapq.heappop(self._queues[signature])[-1]
+            self._queued.discard(job)
+            selected.append(job)
+            for name, amount in signature:
+                limits[name] -= amount
+        return selected
+
+    def _enqueue(self, job: Any, limits: Mapping[str, int], input_sizes: Mapping[Any, int | None]) -> None:
+        needs = job.scheduler_resources
+        signature = tuple(sorted((name, value) for name, value in needs.items() if name in limits and isinstance(value, int) and value))
+        temp = sum(input_sizes.get(f) or 0 for f in job.input if f.is_flagged("temp"))
+        size = sum(input_sizes.get(f) or 0 for f in job.input)
+        heapq.heappush(self._queues.setdefault(signature, []), (-job.priority, -temp, -size, next(self._order), job))
+        self._queued.add(job)
+
+    def _best_fitting(self, ready: set[Any], limits: Mapping[str, int]) -> Signature | None:
+        """The signature whose first job ranks highest among those that still fit."""
+        best: Signature | None = None
+        for signature, queue in self._queues.items():
+            while queue and queue[0][-1] not in ready:  # selected or dropped elsewhere meanwhile
+                self._queued.discard(heapq.heappop(queue)[-1])
+            fits = queue and all(limits.get(name, sys.maxsize) >= amount for name, amount in signature)
+            if fits and (best is None or queue[0] < self._queues[best][0]):
+                best = signature
+        return best

@@ -1,0 +1,144 @@
+"""run: jobs under --executor quantum: forked from a warm job parent, not a new Snakemake each."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import clean_env, command, snakemake, wait_gone, write_workflow
+
+pytestmark = pytest.mark.slow
+
+# Each job writes its PID, its parent's PID and what it sees.
+PIDS = r'''
+rule all:
+    input: expand("o/{i}.json", i=range(6))
+
+rule record:
+    output: "o/{i}.json"
+    run:
+        import json, os
+        json.dump({"pid": os.getpid(), "ppid": os.getppid()}, open(output[0], "w"))
+'''
+
+
+def records(workdir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((workdir / "o").glob("*.json"))]
+
+
+def test_run_jobs_are_forked_from_one_job_parent_not_spawned(tmp_path: Path) -> None:
+    workdir = write_workflow(tmp_path, PIDS)
+    run = snakemake(workdir, "--executor", "quantum", "--cores", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = records(workdir)
+    assert len(seen) == 6 and len({r["pid"] for r in seen}) == 6, "each job runs in a process of its own"
+    parents = {r["ppid"] for r in seen}
+    assert len(parents) == 1, f"a spawned job's parent is its own shell; forked jobs share the job parent: {parents}"
+    assert not psutil.pid_exists(parents.pop()), "the job parent ends with the run"
+
+
+def test_spawn_run_jobs_setting_runs_snakemakes_own_way(tmp_path: Path) -> None:
+    workdir = write_workflow(tmp_path, PIDS.replace("range(6)", "range(2)"))
+    run = snakemake(workdir, "--executor", "quantum", "--cores", "2", "--quantum-spawn-run-jobs")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len({r["ppid"] for r in records(workdir)}) == 2
+
+
+FAILING = r'''
+rule all:
+    input: expand("o/{i}.txt", i=range(4))
+
+rule work:
+    output: "o/{i}.txt"
+    run:
+        if wildcards.i == "2":
+            raise ValueError("boom in job two")
+        open(output[0], "w").write("ok")
+'''
+
+
+def test_a_run_job_that_raises_fails_only_itself_with_its_traceback(tmp_path: Path) -> None:
+    workdir = write_workflow(tmp_path, FAILING)
+    run = snakemake(workdir, "--executor", "quantum", "--cores", "2", "--keep-going")
+    assert run.returncode != 0
+    assert "boom in job two" in run.stderr and "ValueError" in run.stderr
+    line = next(i for i, text in enumerate(FAILING.splitlines(), 1) if "raise ValueError" in text)
+    assert f'Snakefile", line {line}' in run.stderr, "the error points at the Snakefile line that raised"
+    assert sorted(p.name for p in (workdir / "o").glob("*.txt")) == ["0.txt", "1.txt", "3.txt"]
+
+
+ISOLATED = r'''
+rule all:
+    input: "a.json", "b.json"
+
+rule a:
+    output: "a.json"
+    resources: qpu=1, qpu_name="aer"
+    run:
+        import json, os
+        os.environ["LEAKED_FROM_A"] = "1"
+        globals()["LEAKED_GLOBAL"] = "1"
+        json.dump({k: v for k, v in os.environ.items() if "QRMI" in k and "TOKEN" not in k}, open(output[0], "w"))
+
+rule b:
+    input: "a.json"
+    output: "b.json"
+    resources: qpu=1, qpu_name="pulser"
+    run:
+        import json, os
+        seen = {k: v for k, v in os.environ.items() if "QRMI" in k and "TOKEN" not in k}
+        seen["leaked"] = [os.environ.get("LEAKED_FROM_A"), globals().get("LEAKED_GLOBAL")]
+        json.dump(seen, open(output[0], "w"))
+'''
+
+
+def test_each_run_job_sees_its_own_resources_and_nothing_of_another_job(tmp_path: Path) -> None:
+    workdir = write_workflow(tmp_path, ISOLATED)
+    run = snakemake(workdir, "--executor", "quantum", "--cores", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    a = json.loads((workdir / "a.json").read_text())
+    b = json.loads((workdir / "b.json").read_text())
+    assert a["QRMI_JOB_QPU_RESOURCES"] == "aer" and b["QRMI_JOB_QPU_RESOURCES"] == "pulser"
+    assert not any(k.startswith("pulser_") for k in a) and not any(k.startswith("aer_") for k in b)
+    assert b["leaked"] == [None, None]
+
+
+SLEEPING = r'''
+rule all:
+    input: "slept.txt"
+
+rule sleep:
+    output: "slept.txt"
+    run:
+        import os, time
+        open("started.pid", "w").write(str(os.getpid()))
+        time.sleep(120)
+        open(output[0], "w").write("done")
+'''
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_running_run_job_at_once(tmp_path: Path, sig: signal.Signals) -> None:
+    workdir = write_workflow(tmp_path, SLEEPING)
+    process = subprocess.Popen([command("snakemake"), "--executor", "quantum", "--cores", "2"], cwd=workdir,
+                               env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    pid_file = workdir / "started.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and process.poll() is None, "the run: job never started"
+        time.sleep(0.05)
+    job_pid = int(pid_file.read_text())
+    signalled = time.monotonic()
+    process.send_signal(sig)
+    process.communicate(timeout=60)
+    took = time.monotonic() - signalled
+    assert took < 8, f"Snakemake took {took:.1f} s to stop after {sig.name}"
+    assert wait_gone(job_pid, 2), "the run: job's process must be gone"
+    assert not (workdir / "slept.txt").exists()
+    dry = snakemake(workdir, "--executor", "quantum", "--cores", "2", "-n")
+    assert dry.returncode == 0 and "Incomplete" not in dry.stdout + dry.stderr, dry.stderr[-2000:]

@@ -1,0 +1,95 @@
+"""The quantum scheduler plugin: Snakemake's interface harness, plus what makes it different."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+from snakemake_interface_scheduler_plugins.tests import DummyJob, TestSchedulerBase
+
+from snakemake_scheduler_plugin_quantum import Scheduler
+
+
+class TestQuantumScheduler(TestSchedulerBase):
+    __test__ = True
+
+    def get_scheduler_cls(self) -> type:
+        return Scheduler
+
+    def get_scheduler_settings(self) -> None:
+        return None
+
+
+class CountingJob(DummyJob):
+    """A job that counts how often the scheduler reads its resources."""
+
+    def __init__(self, resources: dict[str, Any], priority: int = 0):
+        super().__init__([], [], resources)
+        self._priority = priority
+        self.reads = 0
+
+    @property
+    def priority(self) -> int:
+        return self._priority
+
+    @property
+    def scheduler_resources(self) -> dict[str, Any]:
+        self.reads += 1
+        return self._resources
+
+
+def scheduler() -> Scheduler:
+    return Scheduler(dag=None, settings=None, logger=logging.getLogger("test"))  # type: ignore[arg-type]
+
+
+def select(s: Scheduler, ready: set, cores: int, **limits: int) -> list:
+    return list(s.select_jobs(ready, list(ready), {"_cores": cores, "_job_count": 2**62, **limits}, defaultdict(int)))
+
+
+def test_a_round_reads_only_the_jobs_that_became_ready():
+    s = scheduler()
+    waiting = {CountingJob({"_cores": 1, "_job_count": 1}) for _ in range(1000)}
+    chosen = select(s, waiting, cores=2)
+    assert len(chosen) == 2
+    ready = waiting - set(chosen)
+    newcomer = CountingJob({"_cores": 1, "_job_count": 1})
+    before = sum(job.reads for job in ready)
+    assert len(select(s, ready | {newcomer}, cores=1)) == 1
+    assert sum(job.reads for job in ready) == before, "jobs already queued must not be re-read each round"
+    assert newcomer.reads == 1
+
+
+def test_higher_priority_first_then_first_come():
+    s = scheduler()
+    low = [CountingJob({"_cores": 1}, priority=0) for _ in range(3)]
+    high = CountingJob({"_cores": 1}, priority=5)
+    ready = set(low) | {high}
+    first = select(s, ready, cores=1)
+    assert first == [high]
+    second = select(s, ready - {high}, cores=1)
+    assert second in ([low[0]], [low[1]], [low[2]])
+
+
+def test_a_job_that_does_not_fit_does_not_block_smaller_ones():
+    s = scheduler()
+    big = CountingJob({"_cores": 4}, priority=10)
+    small = [CountingJob({"_cores": 1}) for _ in range(3)]
+    picked = select(s, {big, *small}, cores=2)
+    assert big not in picked and len(picked) == 2
+
+
+def test_every_limited_resource_is_respected():
+    s = scheduler()
+    gpu = [CountingJob({"_cores": 1, "gpu": 1}) for _ in range(3)]
+    cpu = [CountingJob({"_cores": 1}) for _ in range(3)]
+    picked = select(s, {*gpu, *cpu}, cores=4, gpu=1)
+    assert len(picked) == 4 and sum(job in gpu for job in picked) == 1
+
+
+def test_a_retried_job_is_queued_again():
+    s = scheduler()
+    job = CountingJob({"_cores": 1})
+    assert select(s, {job}, cores=1) == [job]
+    assert select(s, set(), cores=1) == []
+    assert select(s, {job}, cores=1) == [job], "a job that is ready again (a retry) must be selectable"
