@@ -338,3 +338,49 @@ def test_dry_run_needs_no_resources(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ghz" in result.stdout and "env" in result.stdout
     assert not (workdir / ".snakemake" / "quantum").exists(), "a dry run starts nothing"
+
+
+LAZY = r'''
+def chosen(wildcards, input):
+    return open(input[0]).read().strip()
+
+rule all:
+    input: "used.txt"
+
+rule choose:
+    output: "choice.txt"
+    shell: "echo pulser > {output}"
+
+rule use:
+    input: "choice.txt"
+    output: "used.txt"
+    resources: qpu=1, qpu_name=chosen
+    shell: "echo $QRMI_JOB_QPU_RESOURCES > {output}"
+'''
+
+
+def test_a_resource_function_of_an_upstream_output_is_read_when_the_job_runs(tmp_path: Path) -> None:
+    """As under --executor local: Snakemake evaluates it lazily, so must we."""
+    workdir = write_workflow(tmp_path, LAZY)
+    result = snakemake(workdir, "--executor", "quantum", "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (workdir / "used.txt").read_text().strip() == "pulser"
+
+
+def test_a_bad_lazy_resource_fails_its_job_with_one_line(tmp_path: Path) -> None:
+    workdir = write_workflow(tmp_path, LAZY.replace("echo pulser", "echo nowhere"))
+    result = snakemake(workdir, "--executor", "quantum", "--cores", "2")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if "qpu_name 'nowhere'" in line]
+    assert len(lines) == 1 and lines[0].startswith("Error in job ") and "its command did not run" in lines[0], result.stderr[-2000:]
+    assert "command exited with non-zero exit code" not in result.stderr
+    assert not (workdir / "used.txt").exists()
+
+
+def test_a_configuration_mistake_is_one_line_before_any_job_runs(tmp_path: Path) -> None:
+    workdir = write_workflow(tmp_path, 'rule all:\n    output: "x"\n    resources: qpu=0\n    shell: "touch {output}"\n')
+    result = snakemake(workdir, "--executor", "quantum", "--cores", "2")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "qpu=0" in line]
+    assert errors == ["Error: rule all: resources qpu=0 requests no QPU; drop the resource or set qpu>=1"], result.stderr[-2000:]
+    assert 'File "' not in result.stderr and "Traceback" not in result.stderr

@@ -78,7 +78,7 @@ def test_gpu_demand_is_summed() -> None:
 
 def test_json_has_the_documented_keys() -> None:
     data = json.loads(format_json(build_plan(HYBRID, {})))
-    assert set(data) == {"version", "total_jobs", "stages", "resources", "vqpus", "gpus", "checkpoints", "jobs"}
+    assert set(data) == {"version", "total_jobs", "stages", "resources", "vqpus", "gpus", "checkpoints", "undetermined", "jobs"}
     assert set(data["stages"]) == set(KINDS)
     assert set(data["jobs"][0]) == {"id", "rule", "wildcards", "kind", "resources", "lanes", "gpus", "shots", "depends_on"}
     assert [j["id"] for j in data["jobs"]] == [0, 1, 2, 3, 4, 5, 6]
