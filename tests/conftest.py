@@ -241,13 +241,12 @@ def _with_children(pid: int) -> list:
 
 @pytest.fixture(autouse=True)
 def _no_leftover_processes() -> Iterator[None]:
-    """A failed or timed-out test must not leave its processes running into the next one.
+    """A test that leaves a process running fails, and its processes are stopped.
 
-    The product's own cleanup is asserted by PID inside the tests; this only mops up
-    after a test that stopped half-way, and says so.
+    The product promises that nothing it starts outlives a run; a test that leaks a
+    process shows that promise broken (or the test itself broken). Processes still
+    exiting get a short grace; shared fixtures' services are spared.
     """
-    import warnings
-
     import psutil
 
     me = psutil.Process()
@@ -255,12 +254,15 @@ def _no_leftover_processes() -> Iterator[None]:
     yield
     shared = {p.pid for pid in SHARED_PIDS for p in _with_children(pid)}
     leftovers = [p for p in me.children(recursive=True) if p.pid not in before | shared]
-    for process in leftovers:
-        with contextlib.suppress(psutil.Error):
-            process.terminate()
-    _, alive = psutil.wait_procs(leftovers, timeout=10)
+    _, alive = psutil.wait_procs(leftovers, timeout=3)  # exiting on their own (a vQPU that saw its parent go)
+    described = []
     for process in alive:
         with contextlib.suppress(psutil.Error):
+            described.append(f"{process.pid}: {' '.join(process.cmdline())[:200]}")
+            process.terminate()
+    _, stubborn = psutil.wait_procs(alive, timeout=10)
+    for process in stubborn:
+        with contextlib.suppress(psutil.Error):
             process.kill()
-    if leftovers:
-        warnings.warn(f"terminated {len(leftovers)} process(es) a test left behind", stacklevel=1)
+    if described:
+        pytest.fail(f"the test left {len(described)} process(es) running: " + "; ".join(described), pytrace=False)

@@ -154,12 +154,12 @@ def test_kill_9_of_the_vqpu_fails_jobs_fast_and_a_retry_recovers(tmp_path: Path,
     killed: dict = {}
     killer = threading.Thread(target=_kill_vqpu_when_busy, args=(workdir, killed))
     killer.start()
-    started = time.monotonic()
     process = subprocess.Popen(
         [command("snakemake"), "--executor", "quantum", "--cores", "2", "--retries", str(retries)],
         cwd=workdir, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    _, stderr = process.communicate(timeout=600)
+    _, stderr = process.communicate(timeout=280)
+    ended = time.monotonic()
     killer.join()
     assert killed, "the vQPU was never busy"
     assert "vQPU 'vqpu' is gone: its process" in stderr
@@ -167,7 +167,7 @@ def test_kill_9_of_the_vqpu_fails_jobs_fast_and_a_retry_recovers(tmp_path: Path,
         assert process.returncode != 0
         failed_at = [line for line in stderr.splitlines() if "Error in rule slow" in line]
         assert failed_at
-        assert time.monotonic() - started < 600
+        assert ended - killed["at"] < 10, f"the run took {ended - killed['at']:.1f} s to end after the vQPU was killed"
     else:
         assert process.returncode == 0, stderr[-3000:]
         assert launches(workdir, "vqpu") == 2, "the retried jobs run on a restarted vQPU"
@@ -185,7 +185,7 @@ def test_in_flight_jobs_fail_within_ten_seconds_of_a_vqpu_kill(tmp_path: Path) -
         [command("snakemake"), "--executor", "quantum", "--cores", "2"],
         cwd=workdir, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    process.wait(600)
+    process.wait(280)
     ended = time.monotonic()
     killer.join()
     assert process.returncode != 0
