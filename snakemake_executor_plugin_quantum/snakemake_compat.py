@@ -65,6 +65,69 @@ def print_exception(error: BaseException, workflow: Any) -> None:
     show(error, workflow.linemaps)
 
 
+def run_python_scripts_in_process() -> None:
+    """In a forked job process only: run a Python ``script:`` in this process.
+
+    Why: Snakemake runs a Python script as ``python <script>`` through ``shell()``: a new
+    interpreter that imports Snakemake (for the ``snakemake`` object) and, in quantum
+    jobs, qiskit, once per job. The job process forked from the job parent has both
+    already. Scripts that need anything else Snakemake's way (a conda env, a container,
+    env modules, a benchmark, a notebook edit, a shell prefix) still run as a process.
+    """
+    from snakemake.script import PythonScript
+
+    if getattr(PythonScript.execute_script, "_in_process", False):
+        return
+    original = PythonScript.execute_script
+
+    def execute_script(self: Any, fname: str, edit: bool = False) -> None:
+        if (type(self) is not PythonScript or edit or self.conda_env or self.container_img or self.env_modules
+                or self.bench_record is not None or shell_wraps_commands()):
+            return original(self, fname, edit)
+        _run_script(fname, self.threads, self.resources)
+
+    execute_script._in_process = True  # type: ignore[attr-defined]
+    PythonScript.execute_script = execute_script
+
+
+def _run_script(fname: str, threads: Any, resources: Any) -> None:
+    """``python fname`` in this (throwaway) process: the environment ``shell()`` would give
+    it, ``__main__``, exit codes, atexit handlers and a traceback on failure as Python's."""
+    import atexit
+    import os
+    import runpy
+    import subprocess
+    import sys
+    import traceback
+
+    for name in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    tmpdir = resources.get("tmpdir") if resources else None
+    if tmpdir:
+        for name in ("TMPDIR", "TMP", "TEMPDIR", "TEMP"):
+            os.environ[name] = str(tmpdir)
+    command = f"{sys.executable} {fname}"
+    atexit._clear()  # Snakemake's handlers, inherited by the fork, are not the script's
+    sys.argv = [fname]
+    try:
+        runpy.run_path(fname, run_name="__main__")
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            if not isinstance(exc.code, int):
+                print(exc.code, file=sys.stderr)
+            raise subprocess.CalledProcessError(exc.code if isinstance(exc.code, int) else 1, command) from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        traceback.print_exc()
+        raise subprocess.CalledProcessError(1, command) from None
+    finally:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
 def rule_named(workflow: Any, name: str) -> Any:
     return workflow.get_rule(name)
 

@@ -142,13 +142,13 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
 
     def _fork_job_parent(self, pending: list[tuple[Any, JobRequest]]) -> forks.JobForker | None:
         """The process run: jobs are forked from, when the workflow has any (local mode)."""
-        if self.slurm is not None or self.settings.spawn_run_jobs or not snakemake_compat.has_run_rules(self.workflow):
+        quantum_python = any((job.is_run or job.is_script) and request.is_quantum for job, request in pending)
+        if self.slurm is not None or self.settings.spawn_run_jobs or not (snakemake_compat.has_run_rules(self.workflow) or quantum_python):
             return None
         if threading.active_count() != 1:  # forking is only safe with one thread
             log.debug("run: jobs are spawned: %d threads run already", threading.active_count())
             return None
-        quantum_run = any(job.is_run and request.is_quantum for job, request in pending)
-        return forks.JobForker(self._run_forked, PRELOAD if quantum_run else ())
+        return forks.JobForker(self._run_forked, PRELOAD if quantum_python else ())
 
     def _start_vqpus(self, pending: list[tuple[Any, JobRequest]]) -> None:
         """Count each vQPU's pending jobs, and start the vQPUs now so they warm up early."""
@@ -243,13 +243,17 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
 
     def cached_or_run(self, job: Any, run_func: Any, *args: Any) -> None:
         """Runs in a pool thread for every single job (also inside groups)."""
-        if self.forker is not None and run_func == self.spawn_job:
-            run_func, args = self._forked(job), ()
         try:
             request = self._run_request(job)
         except QuantumError as exc:
             self._not_started[job] = str(exc)
             raise snakemake_compat.spawned_job_error()() from None
+        if self.forker is not None:
+            if run_func == self.spawn_job:  # a run: job
+                run_func, args = self._forked(job), ()
+            elif job.is_script and request.is_quantum and run_func is snakemake_compat.run_wrapper():
+                # A Python script: no interpreter, no qiskit import per job (snakemake_compat).
+                run_func, args = self._forked(job, args), ()
         if not request.is_quantum and not request.gpus:
             return super().cached_or_run(job, run_func, *args)
         with self._running_lock:
@@ -317,9 +321,11 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         except subprocess.CalledProcessError:
             raise snakemake_compat.spawned_job_error()() from None
 
-    def _forked(self, job: Any) -> Any:
-        """A ``run_func`` that runs ``job`` in a child of the job parent."""
-        args = snakemake_compat.job_run_args(self, job)  # prepares the job, as --force-use-threads would
+    def _forked(self, job: Any, args: tuple[Any, ...] = ()) -> Any:
+        """A ``run_func`` that runs ``job`` in a child of the job parent; ``args`` are
+        ``run_wrapper``'s (already computed by Snakemake for jobs it runs in threads)."""
+        if not args:  # a run: job: prepare it, as --force-use-threads would
+            args = snakemake_compat.job_run_args(self, job)
 
         def run() -> None:  # called within the job's environment (cached_or_run)
             try:
@@ -334,6 +340,7 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
 
     def _run_forked(self, rule: str, args: tuple[Any, ...]) -> None:
         """In a forked child: run the job as Snakemake runs a run: job in a thread."""
+        snakemake_compat.run_python_scripts_in_process()
         try:
             snakemake_compat.run_wrapper()(snakemake_compat.rule_named(self.workflow, rule), *args)
         except KeyboardInterrupt:

@@ -142,3 +142,74 @@ def test_a_signal_stops_a_running_run_job_at_once(tmp_path: Path, sig: signal.Si
     assert not (workdir / "slept.txt").exists()
     dry = snakemake(workdir, "--executor", "quantum", "--cores", "2", "-n")
     assert dry.returncode == 0 and "Incomplete" not in dry.stdout + dry.stderr, dry.stderr[-2000:]
+
+
+PRIMITIVES = r'''
+rule all:
+    input: expand("e{i}.json", i=range(3)), expand("s{i}.json", i=range(2))
+
+rule estimate:
+    output: "e{i}.json"
+    resources: vqpu=1
+    run:
+        import json, sys
+        preloaded = "qiskit" in sys.modules
+        from qiskit import QuantumCircuit
+        from qiskit.quantum_info import SparsePauliOp
+        from snakemake_executor_plugin_quantum.primitives import EstimatorV2
+        qc = QuantumCircuit(2)
+        qc.h(0)
+        qc.cx(0, 1)
+        evs = EstimatorV2().run([(qc, SparsePauliOp("ZZ"))]).result()[0].data.evs
+        json.dump({"zz": float(evs), "preloaded": preloaded}, open(output[0], "w"))
+
+rule sample:
+    output: "s{i}.json"
+    resources: vqpu=1
+    script: "sample.py"
+'''
+SAMPLE_SCRIPT = r'''
+import json, sys
+preloaded = "qiskit" in sys.modules
+from qiskit import QuantumCircuit
+from snakemake_executor_plugin_quantum.primitives import SamplerV2
+qc = QuantumCircuit(3)
+qc.h(0)
+qc.cx(0, 1)
+qc.cx(1, 2)
+qc.measure_all()
+counts = SamplerV2(seed=5).run([qc], shots=200).result()[0].data.meas.get_counts()
+json.dump({"counts": counts, "preloaded": preloaded, "main": __name__}, open(snakemake.output[0], "w"))
+'''
+
+
+def test_primitives_in_run_and_script_jobs_use_the_vqpu_and_a_preloaded_qiskit(tmp_path: Path) -> None:
+    workdir = write_workflow(tmp_path, PRIMITIVES, {"sample.py": SAMPLE_SCRIPT})
+    run = snakemake(workdir, "--executor", "quantum", "--cores", "2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    for i in range(3):
+        estimate = json.loads((workdir / f"e{i}.json").read_text())
+        assert estimate == {"zz": pytest.approx(1.0), "preloaded": True}
+    for i in range(2):
+        sample = json.loads((workdir / f"s{i}.json").read_text())
+        assert set(sample["counts"]) == {"000", "111"} and sum(sample["counts"].values()) == 200
+        assert sample["preloaded"] and sample["main"] == "__main__"
+
+
+FAILING_SCRIPT = r'''
+rule all:
+    input: "x.txt"
+
+rule fail:
+    output: "x.txt"
+    resources: qpu=1, qpu_name="aer"
+    script: "fail.py"
+'''
+
+
+def test_a_failing_quantum_script_fails_its_job_with_the_scripts_traceback(tmp_path: Path) -> None:
+    workdir = write_workflow(tmp_path, FAILING_SCRIPT, {"fail.py": "def f():\n    raise RuntimeError('script says no')\nf()\n"})
+    run = snakemake(workdir, "--executor", "quantum", "--cores", "2")
+    assert run.returncode != 0
+    assert "RuntimeError: script says no" in run.stderr and "in f" in run.stderr, run.stderr[-3000:]
+    assert not (workdir / "x.txt").exists()
