@@ -370,11 +370,16 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
             self._job_done(job)
 
     def _job_done(self, job: Any) -> None:
-        """The job no longer needs its vQPUs: release the run's token and stop any vQPU
-        no pending job needs (in the background; the scheduler must not wait)."""
+        """The job no longer needs its vQPUs: a vQPU no pending job needs is stopped (after
+        the run's token on it is released), in the background: the scheduler must not wait."""
         if self._closed:
             return
-        threading.Thread(target=self.sidecars.forget, args=(job, lambda r: self.session.release(r.name)), daemon=True).start()
+        for resource in self.sidecars.forget(job):
+            threading.Thread(target=self._stop_idle_vqpu, args=(resource,), daemon=True).start()
+
+    def _stop_idle_vqpu(self, resource: Any) -> None:
+        self.session.release(resource.name)
+        self.sidecars.stop(resource.name)
 
     # ---------------------------------------------------------------- stopping
 

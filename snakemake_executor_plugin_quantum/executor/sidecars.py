@@ -206,23 +206,18 @@ class SidecarManager:
         if self.cancelled.is_set():
             raise ResourceUnavailableError(f"the run was cancelled while vQPU '{resource.name}' was needed")
 
-    def forget(self, job: Any, on_idle: Any = None) -> list[str]:
-        """``job`` is done: it no longer holds any vQPU. Stops each vQPU no pending job
-        needs (after ``on_idle(resource)``); returns the names of those stopped."""
+    def forget(self, job: Any) -> list[ResourceDef]:
+        """``job`` is done: it no longer holds any vQPU. Returns the vQPUs we run that no
+        pending job needs any more (the caller stops them, off the scheduler's thread)."""
         idle = []
         for car in list(self._cars.values()):
             with car.lock:
                 if job not in car.pending:
                     continue
                 car.pending.discard(job)
-                if car.pending or car.handle is None or car.stopped:
-                    continue
-            idle.append(car.resource)
-        for resource in idle:
-            if on_idle is not None:
-                on_idle(resource)
-            self.stop(resource.name)
-        return [r.name for r in idle]
+                if not car.pending and car.handle is not None and not car.stopped:
+                    idle.append(car.resource)
+        return idle
 
     def stop(self, name: str, timeout: float = 10.0) -> None:
         car = self._cars.get(name)

@@ -1,0 +1,101 @@
+"""B10 wide fan-outs: 10,000 trivial shell jobs, 10,000 vQPU sampling jobs, and 500 vs 5,000.
+
+All with `--profile profiles/local` (our executor, our scheduler, 2 cores), from nothing.
+- Shell: N independent `touch` jobs.
+- vQPU: N jobs `qrun ghz5.qasm --shots 200 -o out/{i}.json` on the embedded vQPU (each
+  sent by the executor itself), the vQPU started and stopped inside the run.
+- Scaling: the shell fan-out at 500 and 5,000 jobs; linear would be 10x the time.
+The rate is N / wall time of the whole `snakemake` command (start-up included).
+Snakemake's own greedy scheduler on the same kind of fan-out is in B4.
+"""
+
+from __future__ import annotations
+
+from .common import (
+    REPO,
+    Context,
+    Row,
+    Section,
+    Stats,
+    command,
+    count_files,
+    reset_workflow,
+    run_process,
+)
+
+TARGET_RATE = 100.0
+TARGET_SCALING = 12.0
+SNAKEFILE = '''\
+N = int(config["count"])
+
+rule all:
+    input: expand("out/{{i}}.{ext}", i=range(N))
+
+rule job:
+    output: "out/{{i}}.{ext}"
+{body}'''
+BODIES = {
+    "shell": ("txt", '    shell: "touch {output}"\n'),
+    "vqpu": ("json", '    resources: vqpu=1\n    shell: "qrun ghz5.qasm --shots 200 -o {output}"\n'),
+}
+
+
+def _workflow(ctx: Context, kind: str):
+    directory = ctx.workdir / f"b10-{kind}"
+    directory.mkdir(parents=True, exist_ok=True)
+    ext, body = BODIES[kind]
+    (directory / "Snakefile").write_text(SNAKEFILE.format(ext=ext, body=body))
+    (directory / "ghz5.qasm").write_text((REPO / "circuits" / "ghz5.qasm").read_text())
+    return directory
+
+
+def _run(directory, n: int, log) -> tuple[float, float]:
+    reset_workflow(directory)
+    result = run_process([command("snakemake"), "--profile", str(REPO / "profiles" / "local"), "--config", f"count={n}"],
+                         cwd=directory, timeout=1800, watch_rss=True, interval=0.5)
+    done = count_files(directory / "out")()
+    if done != n:
+        raise RuntimeError(f"{directory.name}: {done} of {n} outputs")
+    log(f"    {n} jobs in {result.seconds:.1f} s ({n / result.seconds:.0f} jobs/s), peak RSS {result.peak_rss_mb:.0f} MB")
+    return result.seconds, result.peak_rss_mb
+
+
+def run(ctx: Context) -> Section:
+    section = Section("B10", "Wide fan-outs: 10,000 shell jobs, 10,000 vQPU jobs, 500 vs 5,000")
+    big, small, mid = ctx.size((1000, 100, 500), (10_000, 500, 5_000))
+    shell, vqpu = _workflow(ctx, "shell"), _workflow(ctx, "vqpu")
+    ctx.log("  B10 warm-up (N=20 each, not measured)")
+    _run(shell, 20, ctx.log)
+    _run(vqpu, 20, ctx.log)
+    walls: dict[str, float] = {}
+    rss: dict[str, float] = {}
+    for kind, directory, n in (("shell-small", shell, small), ("shell-mid", shell, mid),
+                               ("shell-big", shell, big), ("vqpu-big", vqpu, big)):
+        ctx.log(f"  B10 {kind}: {n} jobs")
+        walls[kind], rss[kind] = _run(directory, n, ctx.log)
+    for kind, label in (("shell-big", f"{big} shell jobs"), ("vqpu-big", f"{big} vQPU sampling jobs")):
+        rate = big / walls[kind]
+        section.add(Row(f"{label}: jobs/s end to end", Stats.of([rate]), unit="jobs/s",
+                        target=f">= {TARGET_RATE:g} jobs/s", met=rate >= TARGET_RATE))
+        section.add(Row(f"{label}: wall time", Stats.of([walls[kind]])))
+        section.add(Row(f"{label}: peak RSS of snakemake", Stats.of([rss[kind]]), unit="MB"))
+    scaling = walls["shell-mid"] / walls["shell-small"]
+    section.add(Row(f"shell jobs: wall time {mid} vs {small}", Stats.of([walls["shell-mid"]]), Stats.of([walls["shell-small"]]),
+                    base_name=f"{small} jobs", target=f"<= {TARGET_SCALING:g}x", met=scaling <= TARGET_SCALING))
+    section.method = (
+        "`snakemake --profile profiles/local` (executor quantum, scheduler quantum, 2 cores) from nothing each run "
+        f"(outputs and `.snakemake` removed), one run per size after an unmeasured 20-job warm-up per workflow. "
+        f"Shell: independent `touch` jobs at {small}, {mid} and {big}. vQPU: {big} jobs "
+        "`qrun ghz5.qasm --shots 200 -o out/{i}.json` on the embedded vQPU, started and stopped inside the run. "
+        "Rates are jobs / whole wall time, start-up included. Single runs: no min/max."
+    )
+    section.data.update(shell_rate=big / walls["shell-big"], vqpu_rate=big / walls["vqpu-big"], scaling=scaling)
+    for kind, label in (("shell-big", "shell"), ("vqpu-big", "vQPU")):
+        rate = big / walls[kind]
+        if rate < TARGET_RATE:
+            section.note(f"**Target missed ({label}: {rate:.0f} < {TARGET_RATE:g} jobs/s).** See *Where the time goes* "
+                         "for the share of Snakemake's own per-job work.")
+    if scaling > TARGET_SCALING:
+        section.note(f"**Target missed (scaling {scaling:.1f}x > {TARGET_SCALING:g}x).** Some per-job cost still grows "
+                     "with the number of jobs: see *Where the time goes*.")
+    return section
