@@ -1,12 +1,13 @@
 # The two commands of the README:
 #   make run    set up, then run the flagship hybrid workflow on local vQPUs (no cluster)
 #   make test   set up (Python packages; as root also Slurm, graphviz, chromium), then pass the tests
+#   make test-fast   the inner loop: unit tests and a smoke workflow, no cluster
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV)/bin)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test bench system-packages clean
+.PHONY: setup run test test-fast bench system-packages clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +28,10 @@ system-packages:
 
 test: setup system-packages
 	python -m pytest
+
+# The inner loop (under a minute): unit tests and one small hybrid workflow, no Slurm.
+test-fast: setup
+	python -m pytest -q tests/unit tests/integration/test_smoke.py
 
 bench: setup
 	python -m pip install --quiet -e '.[bench]'
