@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..snakemake_compat import is_undetermined
 from .config import ResourceConfig, ResourceDef, embedded_default
+from .types import AER, PULSER, VQPU
 
 KEYS = ("qpu", "qpu_name", "vqpu", "vqpu_name", "gpu")
 
@@ -83,10 +84,15 @@ class RequestReader:
                     raise ConfigError(f"rule {rule}: vqpu_name '{name}' is a {resource.type} resource, not a vqpu; use qpu_name for it")
                 chosen.append(resource)
         unique = tuple({r.name: r for r in chosen}.values())
+        if vqpu is not None and vqpu > 1:
+            raise ConfigError(f"rule {rule}: vqpu={vqpu}, but a job sends its tasks to one vQPU; use vqpu=1 "
+                              "(a vQPU's own lanes, QRMI_VQPU_LANES, set how many tasks it runs at once)")
         lanes = qpu or 1
         for resource in unique:
-            if resource.lanes is not None and lanes > resource.lanes:
-                raise ConfigError(f"rule {rule}: qpu={lanes} but resource '{resource.name}' has only {resource.lanes} lanes")
+            available = _lanes(resource)
+            if available is not None and lanes > available:
+                raise ConfigError(f"rule {rule}: qpu={lanes} but resource '{resource.name}' has only "
+                                  f"{_n(available, 'lane')}{_LANE_REASON.get(resource.type, '')}; use qpu={available}")
         return JobRequest(rule, unique, lanes, gpus, _shots(params))
 
     def _resource(self, rule: str, name: str, key: str) -> ResourceDef:
@@ -148,6 +154,29 @@ def _shots(params: Any) -> int | None:
     except (AttributeError, TypeError):
         return None
     return shots if isinstance(shots, int) and not isinstance(shots, bool) else None
+
+
+_LANE_REASON = {
+    AER: " (it runs in the job's own process)",
+    PULSER: " (it runs in the job's own process)",
+    VQPU: " (QRMI_VQPU_LANES)",
+}
+
+
+def _lanes(resource: ResourceDef) -> int | None:
+    """How many lanes a job may take on ``resource``; None when the config does not say."""
+    if resource.lanes is not None:
+        return resource.lanes
+    if resource.type in (AER, PULSER):
+        return 1
+    if resource.type == VQPU:
+        value = resource.environment.get("QRMI_VQPU_LANES", "")
+        return int(value) if value.isdigit() and int(value) > 0 else None
+    return None
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _default_vqpu() -> ResourceDef:
