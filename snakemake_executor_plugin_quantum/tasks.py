@@ -23,7 +23,7 @@ def build_parser(cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -
     parser.add_argument("args", nargs="+", metavar="[RESOURCE] INPUT [OUTPUT]", help="resource name (default: the job's only resource), payload or circuit file, optional output file")
     parser.add_argument("-o", "--output", help="write the result JSON here (atomically) instead of stdout")
     parser.add_argument("--shots", type=int, help="default shots (job_runs for Pulser); per-pub shots still win")
-    parser.add_argument("--program", choices=("sampler", "estimator"), help="primitive for a circuit file (default: sampler)")
+    parser.add_argument("--program", choices=("sampler", "estimator"), help="primitive for a circuit file (default: sampler) or a bare primitive input {pubs, ...} (default: what its pubs mean)")
     parser.add_argument("--observables", help="comma-separated Pauli strings, for --program estimator on a circuit file")
     parser.add_argument("--parameters", metavar="JSON", help="parameter values for a circuit file, in input order: '[0.3, 1.2]' or '[[0.1], [0.2]]'")
     parser.add_argument("--timeout", type=float, help="stop the task and fail after this many seconds")

@@ -61,6 +61,11 @@ def parse_payload(data: Any, limits: Limits = Limits()) -> Task:
         raise PayloadError("Alice & Bob Felis payloads run only on alice-bob-felis resources")
     if "iqmjson" in data:
         raise PayloadError("IQM payloads run only on iqm-server resources")
+    if "pubs" in data:
+        raise PayloadError(
+            "payload has pubs but no program_id: send {program_id: sampler|estimator, parameters: {pubs, ...}} "
+            "(qrun wraps a bare primitive input itself; --program names the primitive)"
+        )
     raise PayloadError(
         "payload is neither a Qiskit primitive {program_id, parameters} "
         "nor a Pulser sequence {sequence, job_runs}"

@@ -8,12 +8,13 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import qrmi_payloads as gen
-from conftest import CIRCUITS, clean_env, command, qrun
+from conftest import CIRCUITS, Service, clean_env, command, qrun, start_service, stop_service
 
 pytestmark = pytest.mark.slow
 
@@ -118,6 +119,34 @@ def test_pulser_payload_as_string_and_as_object_give_the_same_counts(tmp_path: P
         outputs.append(json.loads(result.stdout))
     assert outputs[0]["counts"] == outputs[1]["counts"]
     assert sum(outputs[0]["counts"].values()) == 500
+
+
+QRMI_EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "qrmi_task_runner"
+
+
+@pytest.fixture(scope="module")
+def vqpu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One warm Aer vQPU, seeded, in the default event directory of a home of its own."""
+    home = tmp_path_factory.mktemp("home")
+    service = start_service("sim", home / ".cache" / "snakemake-quantum" / "vqpu", "--engine", "aer", "--lanes", "1",
+                            env=clean_env(HOME=str(home), sim_QRMI_AER_SEED="7"), shared=True)
+    yield service
+    stop_service(service)
+
+
+@pytest.mark.parametrize("program", ["sampler", "estimator"])
+def test_qrmi_example_input_gives_the_same_result_without_program_id(vqpu: Service, program: str) -> None:
+    """QRMI's generators write each input twice: for the task runner, and as bare parameters."""
+    results = []
+    for name in (f"{program}_input_fake_marrakesh.json", f"{program}_input_fake_marrakesh_params_only.json"):
+        result = qrun(str(QRMI_EXAMPLES / name), env=vqpu.job_env())
+        assert result.returncode == 0, result.stderr
+        results.append(json.loads(result.stdout))
+    with_id, bare = results
+    assert bare["program"] == with_id["program"] == program
+    assert bare["pubs"] == with_id["pubs"]
+    key = "evs" if program == "estimator" else "registers"
+    assert with_id["pubs"][0][key], "a real result, not an empty one"
 
 
 # ---------------------------------------------------------------------- bad input
