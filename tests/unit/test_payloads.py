@@ -276,3 +276,44 @@ def test_program_flag_that_contradicts_the_pubs_is_refused(tmp_path: Path) -> No
 def test_payload_with_pubs_but_no_program_id_says_so() -> None:
     with pytest.raises(PayloadError, match="payload has pubs but no program_id"):
         parse_payload({"pubs": [[BELL]], "version": 2})
+
+
+# ------------------------------------------------ parameter values are real numbers
+
+PARAM = 'OPENQASM 3.0; include "stdgates.inc"; input float[64] a; qubit[1] q; bit[1] c; rx(a) q[0]; c[0] = measure q[0];'
+NOT_REAL = [
+    (["0.1"], "parameter_values[0] is the string '0.1'"),
+    ([[0.2], ["0.1"]], "parameter_values[1][0] is the string '0.1'"),
+    ([True], "parameter_values[0] is the boolean true"),
+    ([float("nan")], "parameter_values[0] is NaN"),
+    ([[0.1], [float("inf")]], "parameter_values[1][0] is infinity"),
+    ([None], "parameter_values[0] is null"),
+    ({"a": 0.1}, "parameter_values is an object"),
+    (np.array(["0.1"]), "parameter_values[0] is the string '0.1'"),
+    (np.array([[True], [False]]), "parameter_values[0][0] is the boolean true"),
+    (np.array([[0.5], [-np.inf]]), "parameter_values[1][0] is -infinity"),
+    (np.array([0.5, "x"], dtype=object), "parameter_values[1] is the string 'x'"),
+    (np.array([1 + 2j]), "parameter_values[0] is the complex number (1+2j)"),
+]
+
+
+@pytest.mark.parametrize("program", ["sampler", "estimator"])
+@pytest.mark.parametrize(("values", "message"), NOT_REAL, ids=[m.split(" is ")[1] + f"-{type(v).__name__}" for v, m in NOT_REAL])
+def test_parameter_values_that_are_not_real_numbers_are_refused_naming_the_pub(program: str, values: object, message: str) -> None:
+    from qiskit_ibm_runtime import RuntimeEncoder
+
+    bad = [PARAM, values] if program == "sampler" else [PARAM, "Z", values]
+    # As a file would carry them: JSON (arrays RuntimeEncoder-encoded), NaN and Infinity included.
+    pubs = json.loads(json.dumps([[PARAM, [0.3]] if program == "sampler" else [PARAM, "Z", [0.3]], bad], cls=RuntimeEncoder))
+    with pytest.raises(PayloadError) as info:
+        parse_payload({"program_id": program, "parameters": {"pubs": pubs}})
+    assert str(info.value) == f"pub 1: {message}; parameter values must be real numbers"
+
+
+@pytest.mark.parametrize("values", [[0.1], [[1], [-2.5]], np.array([[0.1], [2.0]]), np.array([[3]], dtype=np.int64)], ids=["list", "nested", "float-array", "int-array"])
+def test_integer_and_float_parameter_values_are_accepted(values: object) -> None:
+    from qiskit_ibm_runtime import RuntimeEncoder
+
+    pubs = json.loads(json.dumps([[PARAM, values]], cls=RuntimeEncoder))
+    task = parse_payload({"program_id": "sampler", "parameters": {"pubs": encoding.decode(pubs)}})
+    assert np.asarray(task.pubs[0].parameter_values, dtype=float).size == np.asarray(values).size
