@@ -13,9 +13,16 @@ import contextlib
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from .errors import QuantumError, UsageError
+from .errors import QuantumError, TaskTimeoutError, UsageError
+from .resources.jobenv import TIMEOUT_KEY
+from .resources.types import LOCAL_TYPES
+
+# Every task on a local simulator has a deadline, even outside a job: a circuit whose loop
+# never exits must not hang a run forever. A job's own time limit wins.
+TASK_TIMEOUT_KEY = "QRMI_TASK_TIMEOUT"
+DEFAULT_TASK_TIMEOUT = 3600.0
 
 
 def build_parser(cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -93,11 +100,15 @@ def read_payload(invocation: Invocation) -> dict[str, Any]:
 
 def run_task(resource: Any, payload: dict[str, Any], settings: dict[str, str], timeout: float | None = None) -> dict[str, Any]:
     """One task the way a job runs it: under the job's acquisition token (else our own,
-    released after), within ``timeout`` or the job's timeout, and stopped on the resource
+    released after), within its deadline (``task_deadline``), and stopped on the resource
     if anything (failure, timeout, signal) ends the wait early."""
+    deadline = task_deadline(timeout, settings, resource.resource_type)
     own_token = None if settings.get("QRMI_JOB_ACQUISITION_TOKEN") else resource.acquire()
     try:
-        return resource.run(payload, timeout=timeout if timeout is not None else job_timeout(settings))
+        return resource.run(payload, timeout=deadline.seconds)
+    except TaskTimeoutError:
+        stop_quietly(resource, resource.last_task_id)
+        raise TaskTimeoutError(deadline.expired(resource.resource_id)) from None
     except BaseException:
         stop_quietly(resource, resource.last_task_id)
         raise
@@ -106,9 +117,37 @@ def run_task(resource: Any, payload: dict[str, Any], settings: dict[str, str], t
             release_quietly(resource, own_token)
 
 
+class Deadline(NamedTuple):  # per-job path: no dataclass code generation
+    """How long a task may take, and where that limit came from (for the message)."""
+
+    seconds: float | None
+    source: str
+
+    def expired(self, resource_name: str) -> str:
+        source = self.source.format(name=resource_name)
+        return f"the task on {resource_name} did not finish within {self.seconds:g} s ({source}) and was stopped"
+
+
+def task_deadline(timeout: float | None, settings: dict[str, str], resource_type: str) -> Deadline:
+    """``--timeout``, else the job's ``QRMI_JOB_TIMEOUT_SECONDS`` (set by spank_qrmi or our
+    executor), else for our local simulators ``QRMI_TASK_TIMEOUT`` (default 3600 s). QRMI
+    resources have no default: a QPU's queue may hold a task for hours, and QRMI bounds it."""
+    if timeout is not None:
+        return Deadline(timeout, "--timeout")
+    job = job_timeout(settings)
+    if job is not None:
+        return Deadline(job, "the job's time limit {name}_" + TIMEOUT_KEY + "; raise the rule's runtime")
+    if resource_type in LOCAL_TYPES:
+        from .resources.values import setting_number
+
+        seconds = setting_number(settings, TASK_TIMEOUT_KEY, DEFAULT_TASK_TIMEOUT, float, minimum=0.001)
+        return Deadline(seconds, "{name}'s " + TASK_TIMEOUT_KEY + f", default {DEFAULT_TASK_TIMEOUT:g} s; raise it in its environment or give --timeout")
+    return Deadline(None, "none")
+
+
 def job_timeout(settings: dict[str, str]) -> float | None:
     """The job's QRMI_JOB_TIMEOUT_SECONDS (set by spank_qrmi or our executor), if any."""
-    value = settings.get("QRMI_JOB_TIMEOUT_SECONDS", "")
+    value = settings.get(TIMEOUT_KEY, "")
     try:
         seconds = float(value)
     except ValueError:
@@ -133,12 +172,19 @@ def release_quietly(resource: Any, token: str) -> None:
 
 def write_result(result: dict[str, Any], output: str | None) -> None:
     """The result document, atomically to ``output`` or else to stdout."""
-    text = json.dumps(result, indent=1)
+    write_text(render(result), output)
+
+
+def render(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=1) + "\n"
+
+
+def write_text(text: str, output: str | None) -> None:
     if output:
         from .atomic import write_atomic
 
-        write_atomic(output, text.encode() + b"\n")
+        write_atomic(output, text.encode())
     else:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(text)
 
 

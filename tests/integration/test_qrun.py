@@ -14,7 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import qrmi_payloads as gen
-from conftest import CIRCUITS, Service, clean_env, command, qrun, start_service, stop_service
+from conftest import (
+    CIRCUITS,
+    Service,
+    clean_env,
+    command,
+    qrun,
+    quantum_processes,
+    start_service,
+    stop_service,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -238,6 +247,43 @@ def test_timeout_stops_the_task_and_writes_nothing(tmp_path: Path) -> None:
     assert result.returncode == 4, result.stderr
     assert "did not finish within 1 s" in result.stderr
     assert not out.exists()
+
+
+# Repeat until success that never succeeds: a reset qubit always measures 0. Aer runs the
+# loop for as long as it is let (with `h q[0];` after the reset, the same loop ends at once).
+NEVER_ENDS = """OPENQASM 3.0;
+include "stdgates.inc";
+qubit[1] q;
+bit[1] c;
+reset q[0];
+c[0] = measure q[0];
+while (c[0] == false) {
+  reset q[0];
+  c[0] = measure q[0];
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "source"),
+    [
+        ({"QRMI_JOB_QPU_RESOURCES": "aer", "QRMI_JOB_QPU_TYPES": "qiskit-aer", "aer_QRMI_JOB_TIMEOUT_SECONDS": "2"}, "the job's time limit aer_QRMI_JOB_TIMEOUT_SECONDS"),
+        ({"aer_QRMI_TASK_TIMEOUT": "2"}, "aer's QRMI_TASK_TIMEOUT"),
+    ],
+    ids=["job-time-limit", "task-timeout-setting"],
+)
+def test_task_that_never_ends_is_stopped_at_its_deadline_leaving_nothing(tmp_path: Path, env: dict, source: str) -> None:
+    circuit = tmp_path / "never.qasm"
+    circuit.write_text(NEVER_ENDS)
+    out = tmp_path / "out.json"
+    args = [str(circuit), "-o", str(out)] if "QRMI_JOB_QPU_RESOURCES" in env else ["aer", str(circuit), "-o", str(out)]
+    result = qrun(*args, env=clean_env(**env), timeout=60)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.startswith(f"qrun: error: the task on aer did not finish within 2 s ({source}")
+    assert result.stderr.strip().count("\n") == 0
+    assert result.seconds < 10, f"took {result.seconds:.1f} s"
+    assert os.listdir(tmp_path) == ["never.qasm"], "no output and no temporary file"
+    assert not [p for p in quantum_processes() if str(circuit) in p], "the simulating child must be gone"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
