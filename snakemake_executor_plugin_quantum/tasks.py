@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -65,6 +66,9 @@ def parse(argv: list[str], parser: argparse.ArgumentParser | None = None) -> Inv
     positional = args.args
     if len(positional) > 3:
         raise UsageError(f"expected [RESOURCE] INPUT [OUTPUT], got {len(positional)} arguments")
+    if len(positional) == 2 and _meant_as_output(*positional):
+        first, second = positional
+        raise UsageError(f"'{first}' is a file, not a resource name; to write the result to {second} use: qrun {first} -o {second}")
     if args.shots is not None and args.shots <= 0:
         raise UsageError(f"--shots must be a positive integer, got {args.shots}")
     if args.timeout is not None and args.timeout <= 0:
@@ -75,6 +79,16 @@ def parse(argv: list[str], parser: argparse.ArgumentParser | None = None) -> Inv
         input_path=positional[1] if len(positional) >= 2 else positional[0],
         output=args.output or (positional[2] if len(positional) == 3 else None),
     )
+
+
+def _meant_as_output(first: str, second: str) -> bool:
+    """``qrun INPUT OUTPUT``, which the QRMI runner's form reads as ``RESOURCE INPUT``: the
+    first is a file that cannot be a resource name (letters, digits, '_'), or a file while
+    the second does not exist."""
+    if not os.path.isfile(first):
+        return False
+    is_name = first.replace("_", "").isalnum() and not first[0].isdigit()
+    return not is_name or not os.path.exists(second)
 
 
 def parse_quietly(argv: list[str]) -> Invocation | None:

@@ -330,7 +330,7 @@ def test_circuit_too_large_to_simulate_fails_at_run_naming_the_limit(make: Calla
 
 
 def test_without_a_job_resource_the_name_is_required() -> None:
-    with pytest.raises(ConfigError, match="name a resource; known resources: aer"):
+    with pytest.raises(ConfigError, match="^not inside a quantum job .* or name one of aer, pulser, vqpu, vqpu_pulser$"):
         SamplerV2(environ=clean_env()).run([QuantumCircuit(1, 1)])
 
 

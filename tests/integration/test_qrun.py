@@ -222,6 +222,24 @@ def test_unknown_resource_lists_the_known_ones() -> None:
     assert "unknown resource 'nosuch'" in result.stderr and "known resources: aer, pulser, vqpu, vqpu_pulser" in result.stderr
 
 
+def test_vqpu_started_by_hand_is_a_resource_outside_a_job(vqpu: Service) -> None:
+    """The README's `vqpu serve sim`, then `qrun sim ...`, with no config naming `sim`."""
+    home = vqpu.event_dir.parents[2]  # the fixture's default event dir: HOME/.cache/snakemake-quantum/vqpu
+    result = qrun("sim", str(CIRCUITS / "bell.qasm"), "--shots", "100", env=clean_env(HOME=str(home)))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["resource"] == {"name": "sim", "type": "vqpu"}
+    assert set(counts_of(doc)) <= {"00", "11"}
+
+
+def test_input_then_output_without_o_says_what_was_meant(tmp_path: Path) -> None:
+    (tmp_path / "ghz5.qasm").write_text((CIRCUITS / "ghz5.qasm").read_text())
+    result = qrun("ghz5.qasm", "out.json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == "qrun: error: 'ghz5.qasm' is a file, not a resource name; to write the result to out.json use: qrun ghz5.qasm -o out.json\n"
+    assert os.listdir(tmp_path) == ["ghz5.qasm"]
+
+
 def test_bad_shots_option_is_rejected() -> None:
     result = qrun("aer", str(CIRCUITS / "bell.qasm"), "--shots", "0")
     assert result.returncode == 2 and "--shots must be a positive integer" in result.stderr
