@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import logging
 import os
 import signal
@@ -22,18 +21,13 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
 from qiskit import qasm3
 from qiskit.circuit import ClassicalRegister, ControlFlowOp, QuantumCircuit
 from qiskit.primitives import (
     BaseEstimatorV2,
     BasePrimitiveJob,
     BaseSamplerV2,
-    BitArray,
-    DataBin,
     PrimitiveResult,
-    PubResult,
-    SamplerPubResult,
 )
 from qiskit.primitives.containers.estimator_pub import EstimatorPub, EstimatorPubLike
 from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
@@ -42,6 +36,7 @@ from .backends import QuantumResource, TaskStatus, open_resource
 from .errors import PayloadError, QuantumError, TaskFailedError, TaskTimeoutError
 from .resources.resolve import ResolvedResource, resolve_resource
 from .resources.types import AER, PULSER
+from .results import estimator_result, sampler_result
 from .tasks import Deadline, stop_quietly, task_deadline
 
 __all__ = ["SamplerV2", "EstimatorV2", "QuantumPrimitiveJob"]
@@ -179,7 +174,7 @@ class SamplerV2(_Primitive, BaseSamplerV2):
         joined = [_joined(pub.circuit) for pub in coerced]
         items = [[_qasm(circuit, i), _values(pub), pub.shots] for i, (pub, (circuit, _)) in enumerate(zip(coerced, joined, strict=True))]
         return self._submit("sampler", {"pubs": items, "shots": shots},
-                            lambda doc: _sampler_result(doc, coerced, [split for _, split in joined]))
+                            lambda doc: sampler_result(doc, [split for _, split in joined], [pub.circuit.metadata for pub in coerced]))
 
 
 class EstimatorV2(_Primitive, BaseEstimatorV2):
@@ -199,7 +194,8 @@ class EstimatorV2(_Primitive, BaseEstimatorV2):
         precision = self.default_precision if precision is None else precision
         coerced = [EstimatorPub.coerce(pub, precision) for pub in pubs]
         items = [[_qasm(pub.circuit, i), pub.observables.tolist(), _values(pub), pub.precision] for i, pub in enumerate(coerced)]
-        return self._submit("estimator", {"pubs": items}, lambda doc: _estimator_result(doc, coerced))
+        return self._submit("estimator", {"pubs": items},
+                            lambda doc: estimator_result(doc, len(coerced), [pub.circuit.metadata for pub in coerced]))
 
 
 class QuantumPrimitiveJob(BasePrimitiveJob[PrimitiveResult, TaskStatus]):
@@ -355,72 +351,3 @@ def _joined(circuit: QuantumCircuit) -> tuple[QuantumCircuit, dict[str, list[int
     for op in circuit.data:
         out.append(op.operation, op.qubits, [joint[index[bit]] for bit in op.clbits], copy=False)
     return out, {creg.name: [index[bit] for bit in creg] for creg in circuit.cregs}
-
-
-# ------------------------------------------------------------------- results
-
-
-def _pubs(document: dict[str, Any], count: int) -> list[dict[str, Any]]:
-    pubs = document.get("pubs")
-    if not isinstance(pubs, list) or len(pubs) != count:
-        raise QuantumError(f"task {document.get('task_id')} returned {len(pubs) if isinstance(pubs, list) else 'no'} pub results for {count} pubs")
-    return pubs
-
-
-def _metadata(document: dict[str, Any]) -> dict[str, Any]:
-    return {"version": 2, "task_id": document.get("task_id"), "resource": document.get("resource"), **document.get("metadata", {})}
-
-
-def _vendor(document: dict[str, Any]) -> PrimitiveResult | None:
-    """A QPU's own result (IBM Runtime JSON under ``vendor_result``), decoded as such."""
-    if "vendor_result" not in document:
-        return None
-    try:
-        from qiskit_ibm_runtime import RuntimeDecoder
-    except ImportError:
-        raise QuantumError("decoding a QPU's result needs pip install 'snakemake-executor-plugin-quantum[ibm]'") from None
-    result = json.loads(json.dumps(document["vendor_result"]), cls=RuntimeDecoder)
-    if not isinstance(result, PrimitiveResult):
-        raise QuantumError(f"task {document.get('task_id')} returned a {type(result).__name__}, not a PrimitiveResult")
-    return result
-
-
-def _sampler_result(document: dict[str, Any], pubs: list[SamplerPub], splits: list[Any]) -> PrimitiveResult:
-    if (vendor := _vendor(document)) is not None:
-        return vendor
-    out = []
-    for pub, split, item in zip(pubs, splits, _pubs(document, len(pubs)), strict=True):
-        shape = tuple(item["shape"])
-        arrays = {name: _bit_array(reg["counts"], reg["num_bits"], shape) for name, reg in item["registers"].items()}
-        if split is not None:
-            (whole,) = arrays.values()
-            arrays = {name: whole.slice_bits(bits) for name, bits in split.items()}
-        metadata = {"shots": item["shots"], "circuit_metadata": pub.circuit.metadata}
-        out.append(SamplerPubResult(DataBin(**arrays, shape=shape), metadata=metadata))
-    return PrimitiveResult(out, metadata=_metadata(document))
-
-
-def _bit_array(counts: Any, num_bits: int, shape: tuple[int, ...]) -> BitArray:
-    flat = [counts] if not shape else list(_flatten(counts, len(shape)))
-    return BitArray.from_counts(flat, num_bits).reshape(shape)
-
-
-def _flatten(nested: Any, depth: int) -> Iterable[Any]:
-    for item in nested:
-        if depth > 1:
-            yield from _flatten(item, depth - 1)
-        else:
-            yield item
-
-
-def _estimator_result(document: dict[str, Any], pubs: list[EstimatorPub]) -> PrimitiveResult:
-    if (vendor := _vendor(document)) is not None:
-        return vendor
-    out = []
-    for pub, item in zip(pubs, _pubs(document, len(pubs)), strict=True):
-        shape = tuple(item["shape"])
-        evs = np.asarray(item["evs"], dtype=float).reshape(shape)
-        stds = np.asarray(item["stds"], dtype=float).reshape(shape)
-        metadata = {"target_precision": item.get("precision", pub.precision), "circuit_metadata": pub.circuit.metadata}
-        out.append(PubResult(DataBin(evs=evs, stds=stds, shape=shape), metadata=metadata))
-    return PrimitiveResult(out, metadata=_metadata(document))

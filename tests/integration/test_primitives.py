@@ -337,7 +337,7 @@ def test_without_a_job_resource_the_name_is_required() -> None:
 def test_qpu_result_in_ibm_runtime_form_is_returned_as_qiskit_decodes_it() -> None:
     from qiskit_ibm_runtime import RuntimeEncoder
 
-    from snakemake_executor_plugin_quantum.primitives import _sampler_result
+    from snakemake_executor_plugin_quantum.results import sampler_result
 
     circuit = QuantumCircuit(2)
     circuit.h(0)
@@ -345,7 +345,7 @@ def test_qpu_result_in_ibm_runtime_form_is_returned_as_qiskit_decodes_it() -> No
     circuit.measure_all()
     reference = StatevectorSampler(seed=1).run([circuit], shots=50).result()
     document = {"program": "qrmi", "vendor_result": json.loads(json.dumps(reference, cls=RuntimeEncoder))}
-    decoded = _sampler_result(document, [], [])
+    decoded = sampler_result(document)
     assert decoded[0].data.meas.get_counts() == reference[0].data.meas.get_counts()
 
 
