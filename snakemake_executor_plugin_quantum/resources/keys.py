@@ -7,8 +7,9 @@ these keys (``engines/aer_options.py``, ``engines/pulser.py``, ``service/build.p
 ``backends/``, ``tasks.py``) keep reading them themselves; ``tests/unit/test_config.py``
 checks that every ``QRMI_*`` key the package reads is in this table and that the value
 lists below equal the readers' own (``aer_options.METHODS``, ``service.build.ENGINES``).
-They are copied, not imported, because this runs in every ``qrun`` that loads a config
-and ``service.build`` alone costs ~150 ms to import. Keys of QRMI types (IBM, Pasqal, ...)
+They are copied, not imported, because this runs in every ``qrun`` that loads a config,
+and importing ``service.build`` imports the whole vQPU service (HTTP server, lanes, payload
+parsing). Keys of QRMI types (IBM, Pasqal, ...)
 are the vendors' and pass through unchecked.
 """
 
