@@ -273,7 +273,7 @@ def interrupt_waiting_program(tmp_path: Path, sig: signal.Signals, *args: str, e
 def test_signal_while_result_waits_stops_the_task_on_the_vqpu(vqpu: Service, tmp_path: Path, sig: signal.Signals) -> None:
     task_id, process, seconds = interrupt_waiting_program(tmp_path, sig, env=vqpu.job_env())
     assert process.returncode == -sig, "the program still ends by the signal"
-    assert seconds < 2, f"exited {seconds:.1f} s after {sig.name}"
+    assert seconds < 5, f"exited {seconds:.1f} s after {sig.name}"  # ~0.3-0.5 s on an idle machine; the task takes minutes
     client = VQPUClient(vqpu.name, {"QRMI_VQPU_EVENT_FILE": str(vqpu.event_file)})
     try:
         assert client.task_status(task_id) is TaskStatus.CANCELLED
@@ -285,7 +285,7 @@ def test_ctrl_c_stops_an_in_process_simulation_at_once(tmp_path: Path) -> None:
     """Aer holds the GIL for a whole simulation: in the program's own process, Ctrl-C would wait for it."""
     _, process, seconds = interrupt_waiting_program(tmp_path, signal.SIGINT, "aer", env=clean_env())
     assert process.returncode == -signal.SIGINT
-    assert seconds < 2, f"exited {seconds:.1f} s after SIGINT"
+    assert seconds < 5, f"exited {seconds:.1f} s after SIGINT"  # ~1 s on an idle machine; the simulation takes minutes
     assert wait_gone_by_cmdline(str(tmp_path / "program.py")), "the simulating worker must be gone too"
 
 

@@ -180,7 +180,6 @@ BAD_INPUTS = {
     "negative-shots": (primitive("sampler", PARAM, [0.1], shots=-3), "got -3"),
     "fractional-shots": (primitive("sampler", PARAM, [0.1], shots=2.5), "got 2.5"),
     "wrong-parameter-count": (primitive("sampler", PARAM, [0.1, 0.2]), "the circuit has 1 parameters but parameter_values give 2"),
-    "string-parameter-value": (primitive("estimator", PARAM, "Z", [["0.1"]]), "pub 0: parameter_values[0][0] is the string '0.1'; parameter values must be real numbers"),
     "observable-size": (primitive("estimator", PARAM, "ZZZ", [0.1]), "observables act on 3 qubits but the circuit has 1"),
     "invalid-pulser": ({"sequence": {"version": "1", "name": "broken"}, "job_runs": 10}, "invalid Pulser sequence"),
     "zero-job-runs": ({"sequence": {"version": "1"}, "job_runs": 0}, "job_runs"),
