@@ -10,35 +10,34 @@ primitives is in docs/primitives.md.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import json
 import logging
 import os
+import signal
 import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
 from qiskit import qasm3
 from qiskit.circuit import ClassicalRegister, ControlFlowOp, QuantumCircuit
 from qiskit.primitives import (
     BaseEstimatorV2,
     BasePrimitiveJob,
     BaseSamplerV2,
-    BitArray,
-    DataBin,
     PrimitiveResult,
-    PubResult,
-    SamplerPubResult,
 )
 from qiskit.primitives.containers.estimator_pub import EstimatorPub, EstimatorPubLike
 from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 
 from .backends import QuantumResource, TaskStatus, open_resource
 from .errors import PayloadError, QuantumError, TaskFailedError, TaskTimeoutError
-from .resources.resolve import resolve_resource
+from .resources.resolve import ResolvedResource, resolve_resource
+from .resources.types import AER, PULSER
+from .results import estimator_result, sampler_result
+from .tasks import Deadline, stop_quietly, task_deadline
 
 __all__ = ["SamplerV2", "EstimatorV2", "QuantumPrimitiveJob"]
 
@@ -63,6 +62,7 @@ class _Primitive:
         self._environ, self._config = environ, config
         self._lock = threading.RLock()  # one call at a time on the resource
         self._finalizer: weakref.finalize | None = None
+        self._deadline: Deadline | None = None
 
     @property
     def resource(self) -> QuantumResource:
@@ -71,7 +71,7 @@ class _Primitive:
             if self._resource is None:
                 environ = os.environ if self._environ is None else self._environ
                 found = resolve_resource(self._name, self._config, environ)
-                resource = open_resource(found.name, found.type, found.settings)
+                resource = _open(found)
                 try:
                     token = None if found.settings.get("QRMI_JOB_ACQUISITION_TOKEN") else resource.acquire()
                 except BaseException:
@@ -79,7 +79,17 @@ class _Primitive:
                     raise
                 self._finalizer = weakref.finalize(self, _release, resource, token)
                 self._resource = resource
+                self._deadline = task_deadline(None, found.settings, found.type)
             return self._resource
+
+    @property
+    def deadline(self) -> Deadline:
+        """How long a task may run: the job's QRMI_JOB_TIMEOUT_SECONDS, else the resource's
+        QRMI_TASK_TIMEOUT (3600 s for local simulators), as for qrun."""
+        with self._lock:
+            if self._deadline is None:
+                self._deadline = task_deadline(None, {}, self.resource.resource_type)
+            return self._deadline
 
     def close(self) -> None:
         """Release and close a resource this primitive opened; one passed in stays open."""
@@ -102,6 +112,36 @@ class _Primitive:
         with self._lock:
             task_id = self.resource.task_start(payload)
         return QuantumPrimitiveJob(self, task_id, convert)
+
+
+def _open(found: ResolvedResource) -> QuantumResource:
+    """The resource; an in-process simulator runs its simulations in a worker process.
+
+    Aer holds the GIL for a whole simulation: run in this process, neither Ctrl-C nor
+    SIGTERM nor a deadline could act until it ended. In a worker (a vQPU's lane) the wait
+    stays interruptible, and stopping the task kills the worker. The worker is forked: it
+    starts warm, with this process's imports, and does not re-run the program's
+    ``__main__`` as a forkserver or spawned child would (most scripts have no main guard).
+    """
+    if found.type not in (AER, PULSER):
+        return open_resource(found.name, found.type, found.settings)
+    import multiprocessing
+
+    from .backends import limits_from_settings
+    from .backends.lanes import ProcessLane
+    from .backends.local import LocalResource
+    from .engines import build_engine, spec_from_settings
+
+    limits = limits_from_settings(found.settings)
+    spec = spec_from_settings("aer" if found.type == AER else "pulser", found.settings, limits)
+    front = build_engine(spec)  # validates and prepares here, as a vQPU's front end does
+    lane = ProcessLane(spec, multiprocessing.get_context("fork"))
+    try:
+        lane.wait_ready()
+    except BaseException:
+        lane.close()
+        raise
+    return LocalResource(found.name, found.type, front, limits, lanes=[lane])
 
 
 def _release(resource: QuantumResource, token: str | None) -> None:
@@ -134,7 +174,7 @@ class SamplerV2(_Primitive, BaseSamplerV2):
         joined = [_joined(pub.circuit) for pub in coerced]
         items = [[_qasm(circuit, i), _values(pub), pub.shots] for i, (pub, (circuit, _)) in enumerate(zip(coerced, joined, strict=True))]
         return self._submit("sampler", {"pubs": items, "shots": shots},
-                            lambda doc: _sampler_result(doc, coerced, [split for _, split in joined]))
+                            lambda doc: sampler_result(doc, [split for _, split in joined], [pub.circuit.metadata for pub in coerced]))
 
 
 class EstimatorV2(_Primitive, BaseEstimatorV2):
@@ -154,7 +194,8 @@ class EstimatorV2(_Primitive, BaseEstimatorV2):
         precision = self.default_precision if precision is None else precision
         coerced = [EstimatorPub.coerce(pub, precision) for pub in pubs]
         items = [[_qasm(pub.circuit, i), pub.observables.tolist(), _values(pub), pub.precision] for i, pub in enumerate(coerced)]
-        return self._submit("estimator", {"pubs": items}, lambda doc: _estimator_result(doc, coerced))
+        return self._submit("estimator", {"pubs": items},
+                            lambda doc: estimator_result(doc, len(coerced), [pub.circuit.metadata for pub in coerced]))
 
 
 class QuantumPrimitiveJob(BasePrimitiveJob[PrimitiveResult, TaskStatus]):
@@ -163,32 +204,58 @@ class QuantumPrimitiveJob(BasePrimitiveJob[PrimitiveResult, TaskStatus]):
     def __init__(self, primitive: _Primitive, task_id: str, convert: Any):
         super().__init__(task_id)
         self._primitive, self._convert = primitive, convert
+        self._submitted = time.monotonic()
         self._final: TaskStatus | None = None  # cached: services forget old tasks
         self._result: PrimitiveResult | None = None
 
     def result(self, timeout: float | None = None) -> PrimitiveResult:
-        """Wait for the task; a failed or cancelled one raises TaskFailedError saying why."""
+        """Wait for the task; a failed or cancelled one raises TaskFailedError saying why.
+
+        ``timeout`` bounds this wait only (TaskTimeoutError; the task goes on). The task's
+        deadline (``deadline`` of the primitive) stops it. So does anything that ends the
+        wait early (KeyboardInterrupt, SIGTERM, an exception from a signal handler), before
+        it propagates: an interrupted program leaves no task running.
+        """
         if self._result is None:
-            try:
-                document = self._wait(timeout)
-            except TaskFailedError:
-                self.status()
-                raise
+            with _sigterm_unwinds(self._primitive.close):
+                try:
+                    document = self._wait(timeout)
+                except TaskFailedError:
+                    self.status()
+                    raise
+                except TaskTimeoutError:
+                    raise
+                except BaseException:
+                    self._stop()
+                    raise
             self._final = TaskStatus.COMPLETED
             self._result = self._convert(document)
         return self._result
 
     def _wait(self, timeout: float | None) -> dict[str, Any]:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = self._primitive.deadline
+        task_end = None if deadline.seconds is None else self._submitted + deadline.seconds
+        wait_end = None if timeout is None else time.monotonic() + timeout
+        end = min((e for e in (task_end, wait_end) if e is not None), default=None)
         while True:
-            left = WAIT_SLICE if deadline is None else max(0.0, min(WAIT_SLICE, deadline - time.monotonic()))
+            # Short slices in interruptible waits (a socket, a lock): Ctrl-C gets in at once.
+            left = WAIT_SLICE if end is None else max(0.0, min(WAIT_SLICE, end - time.monotonic()))
             with self._primitive._lock:
                 try:
                     return self._primitive.resource.wait_result(self._job_id, left)
                 except TaskTimeoutError:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise TaskTimeoutError(f"job {self._job_id} did not finish within {timeout:g} s") from None
+                    pass
+            now = time.monotonic()
+            if task_end is not None and now >= task_end:
+                self._stop()
+                raise TaskTimeoutError(deadline.expired(self._primitive.resource.resource_id))
+            if wait_end is not None and now >= wait_end:
+                raise TaskTimeoutError(f"job {self._job_id} did not finish within {timeout:g} s")
             time.sleep(0.001)  # let a thread blocked on the lock (cancel, status) take it first
+
+    def _stop(self) -> None:
+        with self._primitive._lock:
+            stop_quietly(self._primitive.resource, self._job_id)
 
     def status(self) -> TaskStatus:
         if self._final is None:
@@ -215,6 +282,40 @@ class QuantumPrimitiveJob(BasePrimitiveJob[PrimitiveResult, TaskStatus]):
         """Stop the task if it is queued or running (a no-op once it has finished)."""
         with self._primitive._lock:
             self._primitive.resource.task_stop(self._job_id)
+
+
+class _Terminated(BaseException):
+    """SIGTERM while result() waits; a BaseException so no ``except Exception`` eats it."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds(on_terminate: Any) -> Any:
+    """While result() waits, SIGTERM unwinds the wait, so the task is stopped first, then the
+    process dies of SIGTERM as it would have.
+
+    Only where SIGTERM has its default action (it would kill the process outright) and in the
+    main thread (the only one that may set handlers): a host program's own SIGTERM handler,
+    such as Snakemake's, is left alone. Handlers that raise are covered anyway, as is Ctrl-C.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(_signum: int, _frame: Any) -> None:
+        raise _Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with contextlib.suppress(Exception):
+            on_terminate()  # release the token, stop the workers: the process ends now
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise  # only if SIGTERM is blocked
+    finally:
+        if signal.getsignal(signal.SIGTERM) is handler:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 # ------------------------------------------------------------------ payloads
@@ -250,72 +351,3 @@ def _joined(circuit: QuantumCircuit) -> tuple[QuantumCircuit, dict[str, list[int
     for op in circuit.data:
         out.append(op.operation, op.qubits, [joint[index[bit]] for bit in op.clbits], copy=False)
     return out, {creg.name: [index[bit] for bit in creg] for creg in circuit.cregs}
-
-
-# ------------------------------------------------------------------- results
-
-
-def _pubs(document: dict[str, Any], count: int) -> list[dict[str, Any]]:
-    pubs = document.get("pubs")
-    if not isinstance(pubs, list) or len(pubs) != count:
-        raise QuantumError(f"task {document.get('task_id')} returned {len(pubs) if isinstance(pubs, list) else 'no'} pub results for {count} pubs")
-    return pubs
-
-
-def _metadata(document: dict[str, Any]) -> dict[str, Any]:
-    return {"version": 2, "task_id": document.get("task_id"), "resource": document.get("resource"), **document.get("metadata", {})}
-
-
-def _vendor(document: dict[str, Any]) -> PrimitiveResult | None:
-    """A QPU's own result (IBM Runtime JSON under ``vendor_result``), decoded as such."""
-    if "vendor_result" not in document:
-        return None
-    try:
-        from qiskit_ibm_runtime import RuntimeDecoder
-    except ImportError:
-        raise QuantumError("decoding a QPU's result needs pip install 'snakemake-executor-plugin-quantum[ibm]'") from None
-    result = json.loads(json.dumps(document["vendor_result"]), cls=RuntimeDecoder)
-    if not isinstance(result, PrimitiveResult):
-        raise QuantumError(f"task {document.get('task_id')} returned a {type(result).__name__}, not a PrimitiveResult")
-    return result
-
-
-def _sampler_result(document: dict[str, Any], pubs: list[SamplerPub], splits: list[Any]) -> PrimitiveResult:
-    if (vendor := _vendor(document)) is not None:
-        return vendor
-    out = []
-    for pub, split, item in zip(pubs, splits, _pubs(document, len(pubs)), strict=True):
-        shape = tuple(item["shape"])
-        arrays = {name: _bit_array(reg["counts"], reg["num_bits"], shape) for name, reg in item["registers"].items()}
-        if split is not None:
-            (whole,) = arrays.values()
-            arrays = {name: whole.slice_bits(bits) for name, bits in split.items()}
-        metadata = {"shots": item["shots"], "circuit_metadata": pub.circuit.metadata}
-        out.append(SamplerPubResult(DataBin(**arrays, shape=shape), metadata=metadata))
-    return PrimitiveResult(out, metadata=_metadata(document))
-
-
-def _bit_array(counts: Any, num_bits: int, shape: tuple[int, ...]) -> BitArray:
-    flat = [counts] if not shape else list(_flatten(counts, len(shape)))
-    return BitArray.from_counts(flat, num_bits).reshape(shape)
-
-
-def _flatten(nested: Any, depth: int) -> Iterable[Any]:
-    for item in nested:
-        if depth > 1:
-            yield from _flatten(item, depth - 1)
-        else:
-            yield item
-
-
-def _estimator_result(document: dict[str, Any], pubs: list[EstimatorPub]) -> PrimitiveResult:
-    if (vendor := _vendor(document)) is not None:
-        return vendor
-    out = []
-    for pub, item in zip(pubs, _pubs(document, len(pubs)), strict=True):
-        shape = tuple(item["shape"])
-        evs = np.asarray(item["evs"], dtype=float).reshape(shape)
-        stds = np.asarray(item["stds"], dtype=float).reshape(shape)
-        metadata = {"target_precision": item.get("precision", pub.precision), "circuit_metadata": pub.circuit.metadata}
-        out.append(PubResult(DataBin(evs=evs, stds=stds, shape=shape), metadata=metadata))
-    return PrimitiveResult(out, metadata=_metadata(document))

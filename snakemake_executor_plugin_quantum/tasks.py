@@ -11,11 +11,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from .errors import QuantumError, UsageError
+from .errors import QuantumError, TaskTimeoutError, UsageError
+from .resources.jobenv import TIMEOUT_KEY
+from .resources.types import LOCAL_TYPES
+
+# Every task on a local simulator has a deadline, even outside a job: a circuit whose loop
+# never exits must not hang a run forever. A job's own time limit wins.
+TASK_TIMEOUT_KEY = "QRMI_TASK_TIMEOUT"
+DEFAULT_TASK_TIMEOUT = 3600.0
 
 
 def build_parser(cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -23,7 +31,7 @@ def build_parser(cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -
     parser.add_argument("args", nargs="+", metavar="[RESOURCE] INPUT [OUTPUT]", help="resource name (default: the job's only resource), payload or circuit file, optional output file")
     parser.add_argument("-o", "--output", help="write the result JSON here (atomically) instead of stdout")
     parser.add_argument("--shots", type=int, help="default shots (job_runs for Pulser); per-pub shots still win")
-    parser.add_argument("--program", choices=("sampler", "estimator"), help="primitive for a circuit file (default: sampler)")
+    parser.add_argument("--program", choices=("sampler", "estimator"), help="primitive for a circuit file (default: sampler) or a bare primitive input {pubs, ...} (default: what its pubs mean)")
     parser.add_argument("--observables", help="comma-separated Pauli strings, for --program estimator on a circuit file")
     parser.add_argument("--parameters", metavar="JSON", help="parameter values for a circuit file, in input order: '[0.3, 1.2]' or '[[0.1], [0.2]]'")
     parser.add_argument("--timeout", type=float, help="stop the task and fail after this many seconds")
@@ -58,6 +66,9 @@ def parse(argv: list[str], parser: argparse.ArgumentParser | None = None) -> Inv
     positional = args.args
     if len(positional) > 3:
         raise UsageError(f"expected [RESOURCE] INPUT [OUTPUT], got {len(positional)} arguments")
+    if len(positional) == 2 and _meant_as_output(*positional):
+        first, second = positional
+        raise UsageError(f"'{first}' is a file, not a resource name; to write the result to {second} use: qrun {first} -o {second}")
     if args.shots is not None and args.shots <= 0:
         raise UsageError(f"--shots must be a positive integer, got {args.shots}")
     if args.timeout is not None and args.timeout <= 0:
@@ -68,6 +79,16 @@ def parse(argv: list[str], parser: argparse.ArgumentParser | None = None) -> Inv
         input_path=positional[1] if len(positional) >= 2 else positional[0],
         output=args.output or (positional[2] if len(positional) == 3 else None),
     )
+
+
+def _meant_as_output(first: str, second: str) -> bool:
+    """``qrun INPUT OUTPUT``, which the QRMI runner's form reads as ``RESOURCE INPUT``: the
+    first is a file that cannot be a resource name (letters, digits, '_'), or a file while
+    the second does not exist."""
+    if not os.path.isfile(first):
+        return False
+    is_name = first.replace("_", "").isalnum() and not first[0].isdigit()
+    return not is_name or not os.path.exists(second)
 
 
 def parse_quietly(argv: list[str]) -> Invocation | None:
@@ -93,11 +114,15 @@ def read_payload(invocation: Invocation) -> dict[str, Any]:
 
 def run_task(resource: Any, payload: dict[str, Any], settings: dict[str, str], timeout: float | None = None) -> dict[str, Any]:
     """One task the way a job runs it: under the job's acquisition token (else our own,
-    released after), within ``timeout`` or the job's timeout, and stopped on the resource
+    released after), within its deadline (``task_deadline``), and stopped on the resource
     if anything (failure, timeout, signal) ends the wait early."""
+    deadline = task_deadline(timeout, settings, resource.resource_type)
     own_token = None if settings.get("QRMI_JOB_ACQUISITION_TOKEN") else resource.acquire()
     try:
-        return resource.run(payload, timeout=timeout if timeout is not None else job_timeout(settings))
+        return resource.run(payload, timeout=deadline.seconds)
+    except TaskTimeoutError:
+        stop_quietly(resource, resource.last_task_id)
+        raise TaskTimeoutError(deadline.expired(resource.resource_id)) from None
     except BaseException:
         stop_quietly(resource, resource.last_task_id)
         raise
@@ -106,9 +131,37 @@ def run_task(resource: Any, payload: dict[str, Any], settings: dict[str, str], t
             release_quietly(resource, own_token)
 
 
+class Deadline(NamedTuple):  # per-job path: no dataclass code generation
+    """How long a task may take, and where that limit came from (for the message)."""
+
+    seconds: float | None
+    source: str
+
+    def expired(self, resource_name: str) -> str:
+        source = self.source.format(name=resource_name)
+        return f"the task on {resource_name} did not finish within {self.seconds:g} s ({source}) and was stopped"
+
+
+def task_deadline(timeout: float | None, settings: dict[str, str], resource_type: str) -> Deadline:
+    """``--timeout``, else the job's ``QRMI_JOB_TIMEOUT_SECONDS`` (set by spank_qrmi or our
+    executor), else for our local simulators ``QRMI_TASK_TIMEOUT`` (default 3600 s). QRMI
+    resources have no default: a QPU's queue may hold a task for hours, and QRMI bounds it."""
+    if timeout is not None:
+        return Deadline(timeout, "--timeout")
+    job = job_timeout(settings)
+    if job is not None:
+        return Deadline(job, "the job's time limit {name}_" + TIMEOUT_KEY + "; raise the rule's runtime")
+    if resource_type in LOCAL_TYPES:
+        from .resources.values import setting_number
+
+        seconds = setting_number(settings, TASK_TIMEOUT_KEY, DEFAULT_TASK_TIMEOUT, float, minimum=0.001)
+        return Deadline(seconds, "{name}'s " + TASK_TIMEOUT_KEY + f", default {DEFAULT_TASK_TIMEOUT:g} s; raise it in its environment or give --timeout")
+    return Deadline(None, "none")
+
+
 def job_timeout(settings: dict[str, str]) -> float | None:
     """The job's QRMI_JOB_TIMEOUT_SECONDS (set by spank_qrmi or our executor), if any."""
-    value = settings.get("QRMI_JOB_TIMEOUT_SECONDS", "")
+    value = settings.get(TIMEOUT_KEY, "")
     try:
         seconds = float(value)
     except ValueError:
@@ -133,12 +186,19 @@ def release_quietly(resource: Any, token: str) -> None:
 
 def write_result(result: dict[str, Any], output: str | None) -> None:
     """The result document, atomically to ``output`` or else to stdout."""
-    text = json.dumps(result, indent=1)
+    write_text(render(result), output)
+
+
+def render(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=1) + "\n"
+
+
+def write_text(text: str, output: str | None) -> None:
     if output:
         from .atomic import write_atomic
 
-        write_atomic(output, text.encode() + b"\n")
+        write_atomic(output, text.encode())
     else:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(text)
 
 

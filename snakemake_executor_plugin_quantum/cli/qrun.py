@@ -17,14 +17,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import signal
 import sys
+import time
 from typing import Any
 
-from ..errors import QuantumError
+from ..errors import QuantumError, TaskTimeoutError
 from ..resources.resolve import resolve_resource
 from ..resources.types import AER, PULSER
-from ..tasks import parse, read_payload, run_task, write_result
+from ..tasks import Deadline, parse, read_payload, render, run_task, task_deadline, write_text
 from .common import run_command
 
 IN_PROCESS_TYPES = (AER, PULSER)
@@ -43,59 +45,92 @@ def main(argv: list[str]) -> int:
     payload = read_payload(invocation)
     resolved = resolve_resource(invocation.resource_name, invocation.args.config, os.environ)
     if resolved.type in IN_PROCESS_TYPES:
-        return _supervised(lambda: _execute(resolved, payload, invocation.args, invocation.output))
-    return _execute(resolved, payload, invocation.args, invocation.output)
+        deadline = task_deadline(invocation.args.timeout, resolved.settings, resolved.type)
+        text = _supervised(lambda: render(_execute(resolved, payload, invocation.args)), deadline, resolved.name)
+    else:
+        text = render(_execute(resolved, payload, invocation.args))
+    write_text(text, invocation.output)
+    return 0
 
 
-def _execute(resolved: Any, payload: dict[str, Any], args: argparse.Namespace, output: str | None) -> int:
+def _execute(resolved: Any, payload: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     from ..backends import open_resource
 
     resource = open_resource(resolved.name, resolved.type, resolved.settings)
     try:
-        result = _run(resource, payload, resolved.settings, args)
+        return _run(resource, payload, resolved.settings, args)
     finally:
         resource.close()
-    write_result(result, output)
-    return 0
 
 
-def _supervised(work: Any) -> int:
-    """Run ``work`` in a forked child while this light parent watches for signals.
+def _supervised(work: Any, deadline: Deadline, name: str) -> str:
+    """Run ``work`` in a forked child while this light parent keeps the deadline and signals.
 
-    In-process simulators hold the GIL for a whole run, so a Python signal handler in the
-    simulating process would only run when the simulation ends. The parent forks before
-    importing anything heavy; on SIGTERM/SIGINT it kills the child (the task dies with it)
-    and exits at once.
+    In-process simulators hold the GIL for a whole run, so neither a Python signal handler
+    nor a timeout in the simulating process can act before the simulation ends (a dynamic
+    circuit whose loop never exits would never end). The parent forks before importing
+    anything heavy and waits for the child's result on a pipe; on SIGTERM/SIGINT, or when
+    the deadline passes, it kills the child (the task dies with it). Only the parent writes
+    the output, so a killed child cannot leave a partial or temporary file behind.
     """
+    read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: does the work; dies if the parent dies
         from ..procs import die_with_parent
 
         die_with_parent()
+        os.close(read_end)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)
+
+        def child(_argv: list[str]) -> int:
+            data = work().encode()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_end, view):]
+            return 0
+
         try:
-            code = run_command("qrun", lambda _argv: work(), sys.argv[1:])  # --debug reaches the child
+            code = run_command("qrun", child, sys.argv[1:])  # --debug reaches the child
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
 
-    def stop(signum: int, _frame: Any) -> None:
+    os.close(write_end)
+
+    def kill_child() -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
+
+    def stop(signum: int, _frame: Any) -> None:
+        kill_child()
         print(f"qrun: stopped by {signal.Signals(signum).name}; task cancelled", file=sys.stderr)
         sys.stderr.flush()
         os._exit(128 + signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
+    chunks = []
+    ends = None if deadline.seconds is None else time.monotonic() + deadline.seconds
+    with os.fdopen(read_end, "rb", buffering=0) as pipe:
+        while True:
+            left = None if ends is None else ends - time.monotonic()
+            if left is not None and (left <= 0 or not select.select([pipe], [], [], left)[0]):
+                kill_child()
+                raise TaskTimeoutError(deadline.expired(name))
+            chunk = pipe.read(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
+    if code != 0:  # the child said why on stderr
+        raise SystemExit(128 - code if code < 0 else code)
+    return b"".join(chunks).decode()
 
 
 def _run(resource: Any, payload: dict[str, Any], settings: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:

@@ -23,7 +23,11 @@ def read_input(
     max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     parameters: Any = None,
 ) -> dict[str, Any]:
-    """Read a QRMI payload, an OpenQASM file or a bare Pulser sequence as a payload."""
+    """Read a QRMI payload, an OpenQASM file, a bare primitive input or a bare Pulser sequence as a payload.
+
+    A bare primitive input (``{"pubs": [...], ...}``, a payload's ``parameters`` saved on
+    their own) is for ``program``, else for the primitive its pubs mean (``programs.py``).
+    """
     text = _read_text(path, max_bytes)
     if _looks_like_qasm(text):
         return qasm_payload(text, shots=shots, program=program or "sampler", observables=observables, parameters=parameters)
@@ -32,6 +36,10 @@ def read_input(
     data = decode_json(text, what=path)
     if isinstance(data, dict) and "register" in data and "channels" in data and "sequence" not in data:
         data = {"sequence": data, "job_runs": shots if shots is not None else 1000}
+    if isinstance(data, dict) and "pubs" in data and "program_id" not in data and "parameters" not in data:
+        from .programs import wrap_bare_input
+
+        data = wrap_bare_input(data, program, path)
     if program is not None and isinstance(data, dict) and data.get("program_id") not in (None, program):
         raise PayloadError(f"{path} is a {data.get('program_id')} payload but --program {program} was given")
     if shots is not None:

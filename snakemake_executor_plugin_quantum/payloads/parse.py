@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import numbers
 from importlib import resources as importlib_resources
 from typing import Any
 
@@ -61,6 +62,11 @@ def parse_payload(data: Any, limits: Limits = Limits()) -> Task:
         raise PayloadError("Alice & Bob Felis payloads run only on alice-bob-felis resources")
     if "iqmjson" in data:
         raise PayloadError("IQM payloads run only on iqm-server resources")
+    if "pubs" in data:
+        raise PayloadError(
+            "payload has pubs but no program_id: send {program_id: sampler|estimator, parameters: {pubs, ...}} "
+            "(qrun wraps a bare primitive input itself; --program names the primitive)"
+        )
     raise PayloadError(
         "payload is neither a Qiskit primitive {program_id, parameters} "
         "nor a Pulser sequence {sequence, job_runs}"
@@ -151,7 +157,7 @@ def _sampler_pub(pub: Any, index: int, limits: Limits) -> SamplerPub:
     if not isinstance(pub, list) or not 1 <= len(pub) <= 3:
         raise PayloadError(f"{where}: a sampler pub is [circuit, parameter_values?, shots?]")
     circuit = _circuit(pub[0], where)
-    values = pub[1] if len(pub) > 1 else None
+    values = _parameter_values(pub[1] if len(pub) > 1 else None, where)
     shots = pub[2] if len(pub) > 2 else None
     if shots is not None:
         shots = _positive_int(shots, f"{where} shots", limits)
@@ -166,11 +172,82 @@ def _estimator_pub(pub: Any, index: int) -> EstimatorPub:
     observables = pub[1]
     if observables in (None, "", [], {}):
         raise PayloadError(f"{where}: observables must be a Pauli string, a {{pauli: coeff}} object, or a list of them")
-    values = pub[2] if len(pub) > 2 else None
+    values = _parameter_values(pub[2] if len(pub) > 2 else None, where)
     precision = pub[3] if len(pub) > 3 else None
     if precision is not None:
         precision = _precision(precision, f"{where} precision")
     return EstimatorPub(circuit, observables, values, precision)
+
+
+def _parameter_values(values: Any, where: str) -> Any:
+    """Parameter values must be real numbers: strings, booleans, NaN and infinities are refused,
+    never coerced (numpy would turn "0.1" into 0.1 and true into 1.0 without a word)."""
+    if values is None:
+        return None
+    if isinstance(values, list):
+        found = _first_non_real(values, ())
+    elif hasattr(values, "dtype") and hasattr(values, "shape"):  # a RuntimeEncoder ndarray
+        found = _first_non_real_in_array(values)
+    else:
+        found = None if _is_real(values) else ((), values)
+    if found is not None:
+        path, value = found
+        index = "".join(f"[{i}]" for i in path)
+        raise PayloadError(f"{where}: parameter_values{index} is {_describe_value(value)}; parameter values must be real numbers")
+    return values
+
+
+def _first_non_real(values: list[Any], path: tuple[int, ...]) -> tuple[tuple[int, ...], Any] | None:
+    """(index path, value) of the first item of a nested list that is not a finite real number."""
+    for i, item in enumerate(values):
+        kind = type(item)
+        if kind is float:
+            if not math.isfinite(item):
+                return (*path, i), item
+        elif kind is not int:
+            found = _first_non_real(item, (*path, i)) if kind is list else (None if _is_real(item) else ((*path, i), item))
+            if found is not None:
+                return found
+    return None
+
+
+def _first_non_real_in_array(array: Any) -> tuple[tuple[int, ...], Any] | None:
+    import numpy as np
+
+    kind = array.dtype.kind
+    if kind in "iu":
+        return None
+    if kind == "f":
+        bad = np.argwhere(~np.isfinite(array))
+        return None if not bad.size else (tuple(int(i) for i in bad[0]), array[tuple(bad[0])].item())
+    if kind == "O":
+        return _first_non_real(array.tolist(), ()) if array.ndim else _first_non_real([array.item()], ())
+    if array.size == 0:
+        return None
+    first = (0,) * array.ndim
+    return first, array[first].item() if kind in "bcUS" else array[first]
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _describe_value(value: Any) -> str:
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return f"the boolean {str(bool(value)).lower()}"
+    if isinstance(value, (str, bytes)):
+        return f"the string {value!r}"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, numbers.Real):
+        return f"{'-' if value < 0 else ''}infinity"
+    if isinstance(value, complex):
+        return f"the complex number {value}"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
 
 
 def _positive_int(value: Any, field: str, limits: Limits) -> int:

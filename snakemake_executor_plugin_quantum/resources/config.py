@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from . import keys
 from .types import AER, KNOWN_TYPES, LOCAL_TYPES, PULSER, QRMI_TYPES, VQPU
 
 __all__ = ["AER", "PULSER", "VQPU", "LOCAL_TYPES", "QRMI_TYPES", "KNOWN_TYPES", "ResourceDef", "ResourceConfig", "load_config"]
@@ -26,6 +27,7 @@ __all__ = ["AER", "PULSER", "VQPU", "LOCAL_TYPES", "QRMI_TYPES", "KNOWN_TYPES", 
 # Resource names become environment variable prefixes ({name}_QRMI_...), so they must be
 # usable as shell variable names.
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESOURCE_KEYS = ("name", "type", "environment", "lanes", "slurm")
 SLURM_KEYS = ("partition", "account", "gres", "qos", "constraint", "time", "mem_mb", "cpus", "extra")
 ENV_KEY_PATTERN = re.compile(r"^QRMI_[A-Z0-9_]+$")
 # A site's own backend: a QuantumResource subclass, constructed as Class(name, settings).
@@ -133,7 +135,8 @@ def _decode(text: str, path: str) -> Any:
 
 def parse_config(data: Any, source: str) -> ResourceConfig:
     if not isinstance(data, dict) or not isinstance(data.get("resources"), list):
-        raise ConfigError(f"{source}: expected a mapping with a 'resources' list, as in qrmi_config.json")
+        hint = _did_you_mean(data, ("resources",)) if isinstance(data, dict) and "resources" not in data else ""
+        raise ConfigError(f"{source}: expected a mapping with a 'resources' list, as in qrmi_config.json{hint}")
     resources = []
     seen: set[str] = set()
     for index, item in enumerate(data["resources"]):
@@ -158,17 +161,49 @@ def _parse_resource(item: Any, where: str) -> ResourceDef:
     rtype = item.get("type")
     if rtype not in KNOWN_TYPES and not (isinstance(rtype, str) and PYTHON_TYPE.match(rtype)):
         raise ConfigError(f"{where}: unknown type {rtype!r}; known types: {', '.join(KNOWN_TYPES)}, or python:module:Class")
+    unknown = _unknown_keys(item, RESOURCE_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: {unknown}")
     environment = _parse_environment(item.get("environment", {}), where)
+    if rtype in LOCAL_TYPES:
+        _check_values(environment, where)
     lanes = item.get("lanes")
     if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1):
         raise ConfigError(f"{where}: lanes must be an integer >= 1, got {lanes!r}")
     slurm = item.get("slurm", {}) or {}
-    if not isinstance(slurm, dict) or set(slurm) - set(SLURM_KEYS):
+    if not isinstance(slurm, dict):
         raise ConfigError(f"{where}: slurm must be a mapping with keys among {', '.join(SLURM_KEYS)}")
-    unknown = set(item) - {"name", "type", "environment", "lanes", "slurm"}
+    unknown = _unknown_keys(slurm, SLURM_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        raise ConfigError(f"{where}: slurm: {unknown}")
     return ResourceDef(name, rtype, environment, lanes, dict(slurm))
+
+
+def _unknown_keys(mapping: dict[Any, Any], allowed: tuple[str, ...]) -> str:
+    """'unknown key 'x' (did you mean 'y'?); keys are ...', or '' when all are known."""
+    unknown = [key for key in mapping if key not in allowed]
+    if not unknown:
+        return ""
+    described = ", ".join(f"{key!r}{_did_you_mean({key: None}, allowed, short=True)}" for key in unknown)
+    return f"unknown key{'s' if len(unknown) > 1 else ''} {described}; keys are {', '.join(allowed)}"
+
+
+def _did_you_mean(mapping: dict[Any, Any], allowed: tuple[str, ...], short: bool = False) -> str:
+    import difflib
+
+    for key in mapping:
+        match = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        if match:
+            return f" (did you mean {match[0]!r}?)" if short else f" (found {key!r}: did you mean {match[0]!r}?)"
+    return ""
+
+
+def _check_values(environment: dict[str, str], where: str) -> None:
+    """Values of our own keys (resources/keys.py), checked now rather than when a vQPU starts."""
+    for key, value in environment.items():
+        wrong = keys.problem(key, value)
+        if wrong:
+            raise ConfigError(f"{where}: environment {key}={value!r} {wrong}")
 
 
 def _parse_environment(env: Any, where: str) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """Which resource to use, and its settings: the QRMI job environment first, then the config.
 
 Inside a job (Slurm ``--qpu`` or our executor) the name must be one the job was given,
-as with QRMI's task runner; outside a job, any resource of the config. Used per job by
-``qrun`` and by the primitives, so it imports nothing heavy.
+as with QRMI's task runner; outside a job, any resource of the config, or a vQPU started
+by hand (``vqpu serve NAME``) that its event file shows running. Used per job by ``qrun``
+and by the primitives, so it imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -44,10 +45,34 @@ def resolve_resource(name: str | None, config_path: str | None, environ: Mapping
     config = _load(config_path)
     if name is None:
         if len(config.resources) != 1:
-            raise ConfigError(f"name a resource; known resources: {', '.join(config.names)}")
+            raise ConfigError(
+                f"not inside a quantum job ({jobenv.RESOURCES_VAR} is not set) and no resource named: run it in a rule "
+                "with resources: vqpu=1 or qpu=1 under snakemake --executor quantum, "
+                f"or name one of {', '.join(config.names)}"
+            )
         name = config.names[0]
+    if name not in config:
+        return _live_vqpu(name, environ, f"unknown resource '{name}' in {config.source}; known resources: {', '.join(config.names)}")
     definition = config.get(name)
     return ResolvedResource(name, definition.type, jobenv.resource_settings(name, environ, definition.environment))
+
+
+def _live_vqpu(name: str, environ: Mapping[str, str], unknown: str) -> ResolvedResource:
+    """A vQPU that no config names but that runs (``vqpu serve NAME``), found by its event file.
+
+    Outside a job only: inside one, the job's environment says which resources exist.
+    """
+    from .events import default_event_dir, event_path, read_event
+    from .types import VQPU
+
+    settings = jobenv.resource_settings(name, environ)
+    path = settings.get("QRMI_VQPU_EVENT_FILE") or event_path(settings.get("QRMI_VQPU_EVENT_DIR") or default_event_dir(), name)
+    event = read_event(path)
+    if event is None:
+        raise ConfigError(f"{unknown}; and no vQPU named '{name}' is running ({path} does not exist; start one with: vqpu serve {name})")
+    if event.process_alive() is False:
+        raise ConfigError(f"{unknown}; and the vQPU named '{name}' is gone (process {event.pid} of {path} has exited)")
+    return ResolvedResource(name, VQPU, {**settings, "QRMI_VQPU_EVENT_FILE": path})
 
 
 def _load(path: str | None):  # type: ignore[no-untyped-def]

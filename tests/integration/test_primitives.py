@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +29,12 @@ from qrmi_payloads import exact_probabilities, within_sigmas
 
 from snakemake_executor_plugin_quantum.backends import TaskStatus
 from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
-from snakemake_executor_plugin_quantum.errors import ConfigError, PayloadError, TaskFailedError
+from snakemake_executor_plugin_quantum.errors import (
+    ConfigError,
+    PayloadError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
 from snakemake_executor_plugin_quantum.primitives import EstimatorV2, SamplerV2
 
 pytestmark = pytest.mark.slow
@@ -223,6 +231,86 @@ def test_cancel_from_another_thread_ends_a_waiting_result(vqpu: Service) -> None
         assert job.cancelled()
 
 
+# A program as a user writes it: one long task, then it waits in result(). It prints the
+# task id once the task runs, so the test knows when to interrupt it.
+PROGRAM = """
+import sys, time
+import numpy as np
+from qiskit.circuit import ParameterVector, QuantumCircuit
+from snakemake_executor_plugin_quantum.primitives import SamplerV2
+
+theta = ParameterVector("t", 20)
+circuit = QuantumCircuit(20)
+for _ in range(40):
+    for i in range(20):
+        circuit.rx(theta[i], i)
+    for i in range(19):
+        circuit.cx(i, i + 1)
+circuit.measure_all()
+job = SamplerV2(*sys.argv[1:]).run([(circuit, np.random.default_rng(6).uniform(0, 3, (100, 20)))], shots=10)
+while not job.running():
+    time.sleep(0.02)
+print(job.job_id(), flush=True)
+job.result()
+"""
+
+
+def interrupt_waiting_program(tmp_path: Path, sig: signal.Signals, *args: str, env: dict[str, str]) -> tuple[str, subprocess.Popen, float]:
+    """(task id, finished program, seconds from the signal to its exit)."""
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM)
+    process = subprocess.Popen([sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    task_id = process.stdout.readline().strip()
+    assert task_id, process.communicate()[1]
+    time.sleep(0.2)  # well inside result()
+    sent = time.monotonic()
+    process.send_signal(sig)
+    process.communicate(timeout=60)
+    return task_id, process, time.monotonic() - sent
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_while_result_waits_stops_the_task_on_the_vqpu(vqpu: Service, tmp_path: Path, sig: signal.Signals) -> None:
+    task_id, process, seconds = interrupt_waiting_program(tmp_path, sig, env=vqpu.job_env())
+    assert process.returncode == -sig, "the program still ends by the signal"
+    assert seconds < 5, f"exited {seconds:.1f} s after {sig.name}"  # ~0.3-0.5 s on an idle machine; the task takes minutes
+    client = VQPUClient(vqpu.name, {"QRMI_VQPU_EVENT_FILE": str(vqpu.event_file)})
+    try:
+        assert client.task_status(task_id) is TaskStatus.CANCELLED
+    finally:
+        client.close()
+
+
+def test_ctrl_c_stops_an_in_process_simulation_at_once(tmp_path: Path) -> None:
+    """Aer holds the GIL for a whole simulation: in the program's own process, Ctrl-C would wait for it."""
+    _, process, seconds = interrupt_waiting_program(tmp_path, signal.SIGINT, "aer", env=clean_env())
+    assert process.returncode == -signal.SIGINT
+    assert seconds < 5, f"exited {seconds:.1f} s after SIGINT"  # ~1 s on an idle machine; the simulation takes minutes
+    assert wait_gone_by_cmdline(str(tmp_path / "program.py")), "the simulating worker must be gone too"
+
+
+def wait_gone_by_cmdline(text: str, timeout: float = 5) -> bool:
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(text in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_result_stops_the_task_at_the_jobs_time_limit(vqpu: Service) -> None:
+    circuit = long_circuit()
+    values = np.random.default_rng(8).uniform(0, 3, (100, circuit.num_parameters))
+    with SamplerV2(environ=vqpu.job_env(prims_QRMI_JOB_TIMEOUT_SECONDS="1")) as sampler:
+        job = sampler.run([(circuit, values)], shots=10)
+        with pytest.raises(TaskTimeoutError, match=r"^the task on prims did not finish within 1 s \(the job's time limit prims_QRMI_JOB_TIMEOUT_SECONDS"):
+            job.result()
+        assert time.monotonic() - job._submitted < 3
+        assert job.status() is TaskStatus.CANCELLED
+
+
 def test_sampler_on_a_circuit_without_measurements_fails_at_run(make: Callable[..., Any]) -> None:
     circuit = QuantumCircuit(2)
     circuit.h(0)
@@ -242,14 +330,14 @@ def test_circuit_too_large_to_simulate_fails_at_run_naming_the_limit(make: Calla
 
 
 def test_without_a_job_resource_the_name_is_required() -> None:
-    with pytest.raises(ConfigError, match="name a resource; known resources: aer"):
+    with pytest.raises(ConfigError, match="^not inside a quantum job .* or name one of aer, pulser, vqpu, vqpu_pulser$"):
         SamplerV2(environ=clean_env()).run([QuantumCircuit(1, 1)])
 
 
 def test_qpu_result_in_ibm_runtime_form_is_returned_as_qiskit_decodes_it() -> None:
     from qiskit_ibm_runtime import RuntimeEncoder
 
-    from snakemake_executor_plugin_quantum.primitives import _sampler_result
+    from snakemake_executor_plugin_quantum.results import sampler_result
 
     circuit = QuantumCircuit(2)
     circuit.h(0)
@@ -257,7 +345,7 @@ def test_qpu_result_in_ibm_runtime_form_is_returned_as_qiskit_decodes_it() -> No
     circuit.measure_all()
     reference = StatevectorSampler(seed=1).run([circuit], shots=50).result()
     document = {"program": "qrmi", "vendor_result": json.loads(json.dumps(reference, cls=RuntimeEncoder))}
-    decoded = _sampler_result(document, [], [])
+    decoded = sampler_result(document)
     assert decoded[0].data.meas.get_counts() == reference[0].data.meas.get_counts()
 
 

@@ -8,12 +8,22 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import qrmi_payloads as gen
-from conftest import CIRCUITS, clean_env, command, qrun
+from conftest import (
+    CIRCUITS,
+    Service,
+    clean_env,
+    command,
+    qrun,
+    quantum_processes,
+    start_service,
+    stop_service,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -120,6 +130,34 @@ def test_pulser_payload_as_string_and_as_object_give_the_same_counts(tmp_path: P
     assert sum(outputs[0]["counts"].values()) == 500
 
 
+QRMI_EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "qrmi_task_runner"
+
+
+@pytest.fixture(scope="module")
+def vqpu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One warm Aer vQPU, seeded, in the default event directory of a home of its own."""
+    home = tmp_path_factory.mktemp("home")
+    service = start_service("sim", home / ".cache" / "snakemake-quantum" / "vqpu", "--engine", "aer", "--lanes", "1",
+                            env=clean_env(HOME=str(home), sim_QRMI_AER_SEED="7"), shared=True)
+    yield service
+    stop_service(service)
+
+
+@pytest.mark.parametrize("program", ["sampler", "estimator"])
+def test_qrmi_example_input_gives_the_same_result_without_program_id(vqpu: Service, program: str) -> None:
+    """QRMI's generators write each input twice: for the task runner, and as bare parameters."""
+    results = []
+    for name in (f"{program}_input_fake_marrakesh.json", f"{program}_input_fake_marrakesh_params_only.json"):
+        result = qrun(str(QRMI_EXAMPLES / name), env=vqpu.job_env())
+        assert result.returncode == 0, result.stderr
+        results.append(json.loads(result.stdout))
+    with_id, bare = results
+    assert bare["program"] == with_id["program"] == program
+    assert bare["pubs"] == with_id["pubs"]
+    key = "evs" if program == "estimator" else "registers"
+    assert with_id["pubs"][0][key], "a real result, not an empty one"
+
+
 # ---------------------------------------------------------------------- bad input
 
 WIDE_T = 'OPENQASM 3.0; include "stdgates.inc"; qubit[40] q; bit[40] c; ' + " ".join(f"h q[{i}]; t q[{i}];" for i in range(40)) + " c = measure q;"
@@ -183,6 +221,24 @@ def test_unknown_resource_lists_the_known_ones() -> None:
     assert "unknown resource 'nosuch'" in result.stderr and "known resources: aer, pulser, vqpu, vqpu_pulser" in result.stderr
 
 
+def test_vqpu_started_by_hand_is_a_resource_outside_a_job(vqpu: Service) -> None:
+    """The README's `vqpu serve sim`, then `qrun sim ...`, with no config naming `sim`."""
+    home = vqpu.event_dir.parents[2]  # the fixture's default event dir: HOME/.cache/snakemake-quantum/vqpu
+    result = qrun("sim", str(CIRCUITS / "bell.qasm"), "--shots", "100", env=clean_env(HOME=str(home)))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["resource"] == {"name": "sim", "type": "vqpu"}
+    assert set(counts_of(doc)) <= {"00", "11"}
+
+
+def test_input_then_output_without_o_says_what_was_meant(tmp_path: Path) -> None:
+    (tmp_path / "ghz5.qasm").write_text((CIRCUITS / "ghz5.qasm").read_text())
+    result = qrun("ghz5.qasm", "out.json", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == "qrun: error: 'ghz5.qasm' is a file, not a resource name; to write the result to out.json use: qrun ghz5.qasm -o out.json\n"
+    assert os.listdir(tmp_path) == ["ghz5.qasm"]
+
+
 def test_bad_shots_option_is_rejected() -> None:
     result = qrun("aer", str(CIRCUITS / "bell.qasm"), "--shots", "0")
     assert result.returncode == 2 and "--shots must be a positive integer" in result.stderr
@@ -208,6 +264,43 @@ def test_timeout_stops_the_task_and_writes_nothing(tmp_path: Path) -> None:
     assert result.returncode == 4, result.stderr
     assert "did not finish within 1 s" in result.stderr
     assert not out.exists()
+
+
+# Repeat until success that never succeeds: a reset qubit always measures 0. Aer runs the
+# loop for as long as it is let (with `h q[0];` after the reset, the same loop ends at once).
+NEVER_ENDS = """OPENQASM 3.0;
+include "stdgates.inc";
+qubit[1] q;
+bit[1] c;
+reset q[0];
+c[0] = measure q[0];
+while (c[0] == false) {
+  reset q[0];
+  c[0] = measure q[0];
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "source"),
+    [
+        ({"QRMI_JOB_QPU_RESOURCES": "aer", "QRMI_JOB_QPU_TYPES": "qiskit-aer", "aer_QRMI_JOB_TIMEOUT_SECONDS": "2"}, "the job's time limit aer_QRMI_JOB_TIMEOUT_SECONDS"),
+        ({"aer_QRMI_TASK_TIMEOUT": "2"}, "aer's QRMI_TASK_TIMEOUT"),
+    ],
+    ids=["job-time-limit", "task-timeout-setting"],
+)
+def test_task_that_never_ends_is_stopped_at_its_deadline_leaving_nothing(tmp_path: Path, env: dict, source: str) -> None:
+    circuit = tmp_path / "never.qasm"
+    circuit.write_text(NEVER_ENDS)
+    out = tmp_path / "out.json"
+    args = [str(circuit), "-o", str(out)] if "QRMI_JOB_QPU_RESOURCES" in env else ["aer", str(circuit), "-o", str(out)]
+    result = qrun(*args, env=clean_env(**env), timeout=60)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.startswith(f"qrun: error: the task on aer did not finish within 2 s ({source}")
+    assert result.stderr.strip().count("\n") == 0
+    assert result.seconds < 10, f"took {result.seconds:.1f} s"
+    assert os.listdir(tmp_path) == ["never.qasm"], "no output and no temporary file"
+    assert not [p for p in quantum_processes() if str(circuit) in p], "the simulating child must be gone"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

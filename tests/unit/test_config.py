@@ -59,8 +59,9 @@ def test_unknown_resource_error_lists_known_names() -> None:
         ({"name": "bad-name", "type": "qiskit-aer"}, "name 'bad-name' must be"),
         ({"name": "a", "type": "qiskit-aer", "lanes": 0}, "lanes must be an integer >= 1"),
         ({"name": "a", "type": "qiskit-aer", "environment": {"seed": "1"}}, "must look like QRMI_SOMETHING"),
-        ({"name": "a", "type": "qiskit-aer", "slurm": {"nodes": 2}}, "slurm must be a mapping with keys among"),
-        ({"name": "a", "type": "qiskit-aer", "colour": "red"}, "unknown keys colour"),
+        ({"name": "a", "type": "qiskit-aer", "slurm": ["cpu"]}, "slurm must be a mapping with keys among"),
+        ({"name": "a", "type": "qiskit-aer", "slurm": {"nodes": 2}}, "slurm: unknown key 'nodes'; keys are partition, account"),
+        ({"name": "a", "type": "qiskit-aer", "colour": "red"}, "unknown key 'colour'; keys are name, type, environment, lanes, slurm"),
     ],
 )
 def test_malformed_resource_is_rejected_with_the_reason(resource: dict, message: str) -> None:
@@ -145,3 +146,119 @@ def test_resolve_rejects_a_resource_the_job_was_not_given() -> None:
         resolve_resource("c", None, env)
     with pytest.raises(ConfigError, match="this job has 2 resources"):
         resolve_resource(None, None, env)
+
+
+# ------------------------------------------------------------ the commonest slips
+
+@pytest.mark.parametrize(
+    ("resource", "message"),
+    [
+        ({"name": "a", "type": "vqpu", "enviroment": {}}, "unknown key 'enviroment' (did you mean 'environment'?)"),
+        ({"name": "a", "type": "vqpu", "lane": 2}, "unknown key 'lane' (did you mean 'lanes'?)"),
+        ({"name": "a", "type": "vqpu", "slurm": {"partiton": "cpu"}}, "slurm: unknown key 'partiton' (did you mean 'partition'?)"),
+    ],
+)
+def test_unknown_config_key_suggests_the_closest_known_one(resource: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"resources": [resource]}, "qrmi_config.yaml")
+    assert str(info.value).startswith(f"qrmi_config.yaml: resource #1 'a': {message}")
+
+
+def test_missing_resources_list_suggests_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"\(found 'resource': did you mean 'resources'\?\)$"):
+        parse_config({"resource": [{"name": "a", "type": "vqpu"}]}, "qrmi_config.yaml")
+
+
+@pytest.mark.parametrize(
+    ("rtype", "key", "value", "allowed"),
+    [
+        ("vqpu", "QRMI_VQPU_ENGINE", "qiskit", "must be one of aer, pulser"),
+        ("vqpu", "QRMI_VQPU_LANES", "two", "must be an integer >= 1"),
+        ("vqpu", "QRMI_VQPU_LANES", 0, "must be an integer >= 1"),
+        ("vqpu", "QRMI_VQPU_PORT", 70000, "must be an integer from 0 to 65535"),
+        ("vqpu", "QRMI_VQPU_IDLE_TIMEOUT", "later", "must be a number of seconds >= 0"),
+        ("qiskit-aer", "QRMI_AER_METHOD", "mps", "must be one of automatic, statevector, density_matrix, matrix_product_state, stabilizer"),
+        ("qiskit-aer", "QRMI_AER_DEVICE", "TPU", "must be one of CPU, GPU"),
+        ("qiskit-aer", "QRMI_AER_SEED", -1, "must be an integer >= 0"),
+        ("qiskit-aer", "QRMI_TASK_TIMEOUT", 0, "must be a number of seconds > 0"),
+        ("pulser-emulator", "QRMI_PULSER_MAX_ATOMS", 2.5, "must be an integer >= 0"),
+    ],
+)
+def test_bad_value_of_our_own_setting_fails_at_load_naming_resource_key_and_allowed_values(rtype: str, key: str, value: object, allowed: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"resources": [{"name": "sim", "type": rtype, "environment": {key: value}}]}, "qrmi_config.yaml")
+    assert str(info.value) == f"qrmi_config.yaml: resource #1 'sim': environment {key}={str(value)!r} {allowed}"
+
+
+def test_good_values_of_our_own_settings_load() -> None:
+    environment = {"QRMI_VQPU_ENGINE": "pulser", "QRMI_VQPU_LANES": 2, "QRMI_AER_DEVICE": "cpu", "QRMI_VQPU_WALLTIME": 0.5, "QRMI_AER_SEED": ""}
+    assert parse_config({"resources": [{"name": "sim", "type": "vqpu", "environment": environment}]}, "t").get("sim").environment["QRMI_VQPU_LANES"] == "2"
+
+
+def test_vendor_settings_of_qrmi_types_are_not_checked() -> None:
+    config = parse_config({"resources": [{"name": "q", "type": "pasqal-cloud", "environment": {"QRMI_VQPU_LANES": "two"}}]}, "t")
+    assert config.get("q").environment == {"QRMI_VQPU_LANES": "two"}
+
+
+def test_every_qrmi_setting_the_package_reads_is_in_the_one_table() -> None:
+    """resources/keys.py is the one list of our settings: a key read anywhere else must be in it."""
+    import re
+
+    import snakemake_executor_plugin_quantum as package
+    from snakemake_executor_plugin_quantum.resources import keys
+
+    root = Path(package.__file__).parent
+    contract = {"QRMI_JOB_QPU_RESOURCES", "QRMI_JOB_QPU_TYPES", "QRMI_LIST_DELIMITER"}  # the job's, not a resource's
+    vendor = {root / "backends" / "qrmi.py", root / "resources" / "config.py"}  # QRMI's own keys; __all__ names
+    read = {
+        (key, str(path.relative_to(root)))
+        for path in root.rglob("*.py") if path not in vendor
+        for key in re.findall(r"[\"'](QRMI_[A-Z0-9_]+)[\"']", path.read_text())
+    }
+    missing = sorted((key, where) for key, where in read if key not in keys.KEYS and key not in contract)
+    assert not missing, f"add these to resources/keys.py: {missing}"
+
+
+def test_allowed_values_are_those_of_the_modules_that_read_them() -> None:
+    from snakemake_executor_plugin_quantum.engines.aer_options import METHODS
+    from snakemake_executor_plugin_quantum.resources import keys
+    from snakemake_executor_plugin_quantum.service.build import ENGINES
+
+    assert keys.AER_METHODS == METHODS
+    assert keys.VQPU_ENGINES == ENGINES
+
+
+def test_outside_a_job_without_a_resource_name_says_how_to_run_in_a_job() -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve_resource(None, None, {})
+    assert str(info.value) == (
+        "not inside a quantum job (QRMI_JOB_QPU_RESOURCES is not set) and no resource named: run it in a rule with "
+        "resources: vqpu=1 or qpu=1 under snakemake --executor quantum, or name one of aer, pulser, vqpu, vqpu_pulser"
+    )
+
+
+def test_outside_a_job_a_running_vqpu_is_found_by_its_event_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from snakemake_executor_plugin_quantum.resources.events import (
+        VQPUEvent,
+        default_event_dir,
+        event_path,
+        write_event,
+    )
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = event_path(default_event_dir(), "sim")
+    write_event(path, VQPUEvent("sim", "127.0.0.1", 1, os.getpid(), "t" * 32, "aer", None, 0.0))
+    resolved = resolve_resource("sim", None, {"sim_QRMI_VQPU_WAIT_SECONDS": "5"})
+    assert (resolved.name, resolved.type) == ("sim", "vqpu")
+    assert resolved.settings == {"QRMI_VQPU_EVENT_FILE": path, "QRMI_VQPU_WAIT_SECONDS": "5"}
+
+
+def test_outside_a_job_a_stopped_vqpu_is_named_as_gone(tmp_path: Path) -> None:
+    from snakemake_executor_plugin_quantum.resources.events import VQPUEvent, write_event
+
+    path = tmp_path / "sim.json"
+    write_event(str(path), VQPUEvent("sim", "127.0.0.1", 1, 2**22 + 12345, "t" * 32, "aer", None, 0.0))
+    with pytest.raises(ConfigError, match=rf"unknown resource 'sim' in the embedded default config; .*; and the vQPU named 'sim' is gone \(process 4206649 of {path} has exited\)$"):
+        resolve_resource("sim", None, {"sim_QRMI_VQPU_EVENT_FILE": str(path)})

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from snakemake_executor_plugin_quantum.errors import PayloadError, ResourceLimitError
 from snakemake_executor_plugin_quantum.payloads import circuits, encoding, observables
-from snakemake_executor_plugin_quantum.payloads.inputs import apply_shots, decode_json, qasm_payload
+from snakemake_executor_plugin_quantum.payloads.inputs import (
+    apply_shots,
+    decode_json,
+    qasm_payload,
+    read_input,
+)
 from snakemake_executor_plugin_quantum.payloads.model import Limits, PrimitiveTask, PulserTask
 from snakemake_executor_plugin_quantum.payloads.parse import parse_payload
+from snakemake_executor_plugin_quantum.payloads.programs import pub_program
 
 BELL = 'OPENQASM 3.0; include "stdgates.inc"; qubit[2] q; bit[2] c; h q[0]; cx q[0], q[1]; c = measure q;'
 
@@ -209,3 +216,104 @@ def test_circuit_file_becomes_a_sampler_payload_and_shots_apply() -> None:
     pulser = {"sequence": {}, "job_runs": 3}
     apply_shots(pulser, 50)
     assert pulser["job_runs"] == 50
+
+
+# ------------------------------------------------ bare primitive inputs (no program_id)
+
+QRMI_EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "qrmi_task_runner"
+EST = ["ZZ", {"ZZ": 0.5, "XX": -1}, ["ZZ", "XX"], [[{"ZZ": 1.0}]], {"__type__": "ObservablesArray", "__value__": ["ZZ"]}]
+
+
+@pytest.mark.parametrize("program", ["sampler", "estimator"])
+def test_qrmi_params_only_input_reads_as_the_task_runner_input(program: str) -> None:
+    bare = read_input(str(QRMI_EXAMPLES / f"{program}_input_fake_marrakesh_params_only.json"))
+    assert bare == read_input(str(QRMI_EXAMPLES / f"{program}_input_fake_marrakesh.json"))
+    assert bare["program_id"] == program
+
+
+@pytest.mark.parametrize(
+    ("pub", "program"),
+    [
+        (BELL, "sampler"),
+        ([BELL], "sampler"),
+        ([BELL, None, 100], "sampler"),
+        ([BELL, [0.1, 0.2]], "sampler"),
+        ([BELL, [[0.1], [2]], 10], "sampler"),
+        ([BELL, {"__type__": "ndarray", "__value__": "eJwLZQ=="}], "sampler"),
+        ([BELL, {"__type__": "ndarray", "__value__": [["ZZ"]]}], "estimator"),
+        *[([BELL, observables], "estimator") for observables in EST],
+        ([BELL, "ZZ", [0.3], 0.01], "estimator"),
+        ([BELL, [], None, None], "estimator"),
+        ([BELL, []], None),
+        ([BELL, [[]]], None),
+        ([BELL, 0.5], None),
+        ([BELL, [True]], None),
+        ([BELL, {"__type__": "complex", "__value__": [1, 0]}], None),
+    ],
+)
+def test_pub_shape_decides_the_program_only_when_unambiguous(pub: object, program: str | None) -> None:
+    assert pub_program(pub) == program
+
+
+def test_undecidable_bare_input_names_the_program_flag(tmp_path: Path) -> None:
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps({"pubs": [[BELL, []]], "version": 2}))
+    with pytest.raises(PayloadError, match=r"fit both primitives; say which with --program sampler or --program estimator$"):
+        read_input(str(path))
+    assert read_input(str(path), program="estimator")["program_id"] == "estimator"
+
+
+def test_program_flag_that_contradicts_the_pubs_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps({"pubs": [[BELL, [0.1]], [BELL, "ZZ", [0.2]]]}))
+    with pytest.raises(PayloadError, match="pub 0 is a sampler pub .* but pub 1 is an estimator pub"):
+        read_input(str(path), program="sampler")
+    path.write_text(json.dumps({"pubs": [[BELL, "ZZ", [0.2]]]}))
+    with pytest.raises(PayloadError, match=r"^--program sampler was given, but pub 0 of .* is an estimator pub .*; use --program estimator$"):
+        read_input(str(path), program="sampler")
+
+
+def test_payload_with_pubs_but_no_program_id_says_so() -> None:
+    with pytest.raises(PayloadError, match="payload has pubs but no program_id"):
+        parse_payload({"pubs": [[BELL]], "version": 2})
+
+
+# ------------------------------------------------ parameter values are real numbers
+
+PARAM = 'OPENQASM 3.0; include "stdgates.inc"; input float[64] a; qubit[1] q; bit[1] c; rx(a) q[0]; c[0] = measure q[0];'
+NOT_REAL = [
+    (["0.1"], "parameter_values[0] is the string '0.1'"),
+    ([[0.2], ["0.1"]], "parameter_values[1][0] is the string '0.1'"),
+    ([True], "parameter_values[0] is the boolean true"),
+    ([float("nan")], "parameter_values[0] is NaN"),
+    ([[0.1], [float("inf")]], "parameter_values[1][0] is infinity"),
+    ([None], "parameter_values[0] is null"),
+    ({"a": 0.1}, "parameter_values is an object"),
+    (np.array(["0.1"]), "parameter_values[0] is the string '0.1'"),
+    (np.array([[True], [False]]), "parameter_values[0][0] is the boolean true"),
+    (np.array([[0.5], [-np.inf]]), "parameter_values[1][0] is -infinity"),
+    (np.array([0.5, "x"], dtype=object), "parameter_values[1] is the string 'x'"),
+    (np.array([1 + 2j]), "parameter_values[0] is the complex number (1+2j)"),
+]
+
+
+@pytest.mark.parametrize("program", ["sampler", "estimator"])
+@pytest.mark.parametrize(("values", "message"), NOT_REAL, ids=[m.split(" is ")[1] + f"-{type(v).__name__}" for v, m in NOT_REAL])
+def test_parameter_values_that_are_not_real_numbers_are_refused_naming_the_pub(program: str, values: object, message: str) -> None:
+    from qiskit_ibm_runtime import RuntimeEncoder
+
+    bad = [PARAM, values] if program == "sampler" else [PARAM, "Z", values]
+    # As a file would carry them: JSON (arrays RuntimeEncoder-encoded), NaN and Infinity included.
+    pubs = json.loads(json.dumps([[PARAM, [0.3]] if program == "sampler" else [PARAM, "Z", [0.3]], bad], cls=RuntimeEncoder))
+    with pytest.raises(PayloadError) as info:
+        parse_payload({"program_id": program, "parameters": {"pubs": pubs}})
+    assert str(info.value) == f"pub 1: {message}; parameter values must be real numbers"
+
+
+@pytest.mark.parametrize("values", [[0.1], [[1], [-2.5]], np.array([[0.1], [2.0]]), np.array([[3]], dtype=np.int64)], ids=["list", "nested", "float-array", "int-array"])
+def test_integer_and_float_parameter_values_are_accepted(values: object) -> None:
+    from qiskit_ibm_runtime import RuntimeEncoder
+
+    pubs = json.loads(json.dumps([[PARAM, values]], cls=RuntimeEncoder))
+    task = parse_payload({"program_id": "sampler", "parameters": {"pubs": encoding.decode(pubs)}})
+    assert np.asarray(task.pubs[0].parameter_values, dtype=float).size == np.asarray(values).size

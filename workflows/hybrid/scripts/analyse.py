@@ -15,19 +15,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from snakemake_executor_plugin_quantum import results  # noqa: E402
+
 
 def load(path):
     with open(path) as handle:
         return json.load(handle)
 
 
-def counts_of(result, pub=0):
-    (register,) = result["pubs"][pub]["registers"].values()
-    return register["counts"]
-
-
 def cut(bits, edges):
     return sum(bits[-1 - i] != bits[-1 - j] for i, j in edges)
+
+
+def mean_cut(counts, edges):
+    return sum(cut(b, edges) * c for b, c in counts.items()) / sum(counts.values())
 
 
 summary = {"gpu": os.environ.get("CUDA_VISIBLE_DEVICES", "none")}
@@ -35,7 +36,7 @@ summary = {"gpu": os.environ.get("CUDA_VISIBLE_DEVICES", "none")}
 # GHZ ---------------------------------------------------------------------
 sizes, ideal = [], []
 for path in snakemake.input.ghz:
-    counts = counts_of(load(path))
+    counts = results.load(path).counts()
     n = len(next(iter(counts)))
     total = sum(counts.values())
     sizes.append(n)
@@ -59,9 +60,9 @@ for ax, (sample_path, grid_path) in zip(axes[0], graphs, strict=True):
     edges = [tuple(e) for e in grid["edges"]]
     nodes = grid["nodes"]
     optimum = max(cut("".join(b), edges) for b in itertools.product("01", repeat=nodes))
-    per_point = counts_of(load(sample_path))  # nested [gamma][beta] -> counts
-    mean = np.array([[sum(cut(b, edges) * c for b, c in point.items()) / sum(point.values()) for point in row] for row in per_point])
-    best_found = max(cut(b, edges) for row in per_point for point in row for b in point)
+    per_point = results.load(sample_path).counts()  # counts per (gamma, beta), an array of the grid's shape
+    mean = np.array([mean_cut(point, edges) for point in per_point.flat]).reshape(per_point.shape)
+    best_found = max(cut(b, edges) for point in per_point.flat for b in point)
     name = os.path.basename(sample_path)[len("maxcut_"):-len(".json")]
     summary["maxcut"][name] = {"optimum": optimum, "best_sampled": best_found, "best_mean_cut": round(float(mean.max()), 4)}
     image = ax.imshow(mean, origin="lower", aspect="auto", cmap="viridis",
@@ -76,10 +77,10 @@ fig.savefig(snakemake.output.maxcut, dpi=120)
 # Rydberg -------------------------------------------------------------------
 durations, excited = [], []
 for path in snakemake.input.rydberg:
-    result = load(path)
-    counts = result["counts"]
+    result = results.load(path)
+    counts = result.counts()
     shots = sum(counts.values())
-    atoms = len(result["atoms"])
+    atoms = len(result.atoms)
     durations.append(int(os.path.basename(path)[len("rydberg_"):-len(".json")]))
     excited.append(sum(b.count("1") * c for b, c in counts.items()) / (shots * atoms))
 order = np.argsort(durations)

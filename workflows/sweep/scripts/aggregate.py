@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from snakemake_executor_plugin_quantum import results  # noqa: E402
+
 
 def load(path):
     with open(path) as handle:
@@ -26,14 +28,13 @@ def load(path):
 rows = []
 tasks = []
 for ideal_path, samples_path in zip(snakemake.input.ideal, snakemake.input.samples, strict=True):
-    ideal, samples = load(ideal_path), load(samples_path)
-    if len(samples["pubs"]) != len(ideal["circuits"]):
-        raise ValueError(f"{samples_path}: {len(samples['pubs'])} pub results for {len(ideal['circuits'])} circuits")
-    tasks.append({"batch": ideal["batch"], "circuits": len(ideal["circuits"]), "task_id": samples.get("task_id"),
-                  "run_seconds": samples["metadata"].get("run_seconds")})
-    for circuit, pub in zip(ideal["circuits"], samples["pubs"], strict=True):
-        (register,) = pub["registers"].values()
-        counts = register["counts"]
+    ideal, samples = load(ideal_path), results.load(samples_path)
+    if samples.num_pubs != len(ideal["circuits"]):
+        raise ValueError(f"{samples_path}: {samples.num_pubs} pub results for {len(ideal['circuits'])} circuits")
+    tasks.append({"batch": ideal["batch"], "circuits": len(ideal["circuits"]), "task_id": samples.task_id,
+                  "run_seconds": samples.metadata.get("run_seconds")})
+    for pub, circuit in enumerate(ideal["circuits"]):
+        counts = samples.counts(pub)
         shots = sum(counts.values())
         exact = circuit["probabilities"]
         outcomes = set(counts) | set(exact)
