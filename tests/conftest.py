@@ -167,12 +167,21 @@ def write_workflow(workdir: Path, snakefile: str, files: dict[str, str] | None =
 
 
 def quantum_processes() -> list[str]:
-    """Command lines of live vqpu services and qrun processes (of any owner)."""
+    """Command lines of live vqpu services and qrun processes started from this environment.
+
+    Every process on the machine is looked at (a leaked one may have been re-parented to
+    PID 1), but only those running this environment's Python: another checkout's tests
+    on the same machine are not ours.
+    """
     import psutil
 
+    ours = str(BIN)
     found = []
     for process in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(process.info["cmdline"] or [])
+        words = process.info["cmdline"] or []
+        cmdline = " ".join(words)
+        if not any(word.startswith(ours) for word in words[:2]):
+            continue
         if "cli.vqpu serve" in cmdline or "vqpu serve" in cmdline or "/qrun " in cmdline or cmdline.startswith("qrun "):
             found.append(f"{process.pid}: {cmdline}")
     return found
