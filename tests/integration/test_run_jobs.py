@@ -213,3 +213,58 @@ def test_a_failing_quantum_script_fails_its_job_with_the_scripts_traceback(tmp_p
     assert run.returncode != 0
     assert "RuntimeError: script says no" in run.stderr and "in f" in run.stderr, run.stderr[-3000:]
     assert not (workdir / "x.txt").exists()
+
+
+SAMPLER_RUN = r'''
+rule all:
+    input: "sampled.json"
+
+rule sample:
+    output: "sampled.json"
+    resources: vqpu=1, vqpu_name="shared"
+    run:
+        import json, os
+        from qiskit import QuantumCircuit
+        from snakemake_executor_plugin_quantum.primitives import SamplerV2
+        open("started.pid", "w").write(str(os.getpid()))
+        circuit = QuantumCircuit.from_qasm_file("slow.qasm")
+        result = SamplerV2().run([circuit], shots=10).result()
+        json.dump(result[0].data.c.get_counts(), open(output[0], "w"))
+'''
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_run_jobs_sampler_task_on_the_vqpu(tmp_path: Path, sig: signal.Signals) -> None:
+    """The job process stops its vQPU task and is gone within seconds; nothing is left."""
+    from conftest import start_service, stop_service
+    from test_executor import slow_qasm
+
+    from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
+
+    service = start_service("shared", tmp_path / "events", "--lanes", "1")
+    try:
+        config = f"resources:\n  - name: shared\n    type: vqpu\n    environment:\n      QRMI_VQPU_EVENT_FILE: {service.event_file}\n"
+        workdir = write_workflow(tmp_path / "wf", SAMPLER_RUN, {"qrmi_config.yaml": config, "slow.qasm": slow_qasm(qubits=20, layers=400)})
+        process = subprocess.Popen([command("snakemake"), "--executor", "quantum", "--cores", "2"], cwd=workdir,
+                                   env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        client = VQPUClient("shared", {"QRMI_VQPU_EVENT_FILE": str(service.event_file)})
+        deadline = time.monotonic() + 90
+        while client.metadata()["running"] < 1:
+            assert time.monotonic() < deadline and process.poll() is None, "the task never ran"
+            time.sleep(0.1)
+        job_pid = int((workdir / "started.pid").read_text())
+        signalled = time.monotonic()
+        process.send_signal(sig)
+        process.communicate(timeout=60)
+        took = time.monotonic() - signalled
+        assert took < 8, f"Snakemake took {took:.1f} s to stop after {sig.name}"
+        assert wait_gone(job_pid, 2), "the run: job's process must be gone, not left to PID 1"
+        deadline = time.monotonic() + 5
+        while (meta := client.metadata())["running"]:
+            assert time.monotonic() < deadline, f"the task still runs on the vQPU: {meta}"
+            time.sleep(0.1)
+        assert meta["cancelled"] >= 1
+        assert not (workdir / "sampled.json").exists()
+        client.close()
+    finally:
+        stop_service(service)
