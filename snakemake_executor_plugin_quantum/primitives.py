@@ -34,6 +34,7 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub, SamplerPubLike
 
 from .backends import QuantumResource, TaskStatus, open_resource
 from .errors import PayloadError, QuantumError, TaskFailedError, TaskTimeoutError
+from .metrics import record as metrics
 from .resources.resolve import ResolvedResource, resolve_resource
 from .resources.types import AER, PULSER
 from .results import estimator_result, sampler_result
@@ -63,6 +64,7 @@ class _Primitive:
         self._lock = threading.RLock()  # one call at a time on the resource
         self._finalizer: weakref.finalize | None = None
         self._deadline: Deadline | None = None
+        self._settings: Mapping[str, str] = {}  # the resource's QRMI_* settings, once resolved
 
     @property
     def resource(self) -> QuantumResource:
@@ -80,6 +82,7 @@ class _Primitive:
                 self._finalizer = weakref.finalize(self, _release, resource, token)
                 self._resource = resource
                 self._deadline = task_deadline(None, found.settings, found.type)
+                self._settings = found.settings
             return self._resource
 
     @property
@@ -110,8 +113,11 @@ class _Primitive:
             options["simulator"] = {**options.get("simulator", {}), "seed_simulator": self.seed}
         payload = {"program_id": program, "parameters": {**parameters, "version": 2, "options": options}}
         with self._lock:
-            task_id = self.resource.task_start(payload)
-        return QuantumPrimitiveJob(self, task_id, convert)
+            resource = self.resource
+            pending = metrics.begin(resource.resource_id, resource.resource_type, payload, self._settings,
+                                    self._environ, client="primitives")
+            task_id = resource.task_start(payload)
+        return QuantumPrimitiveJob(self, task_id, convert, pending)
 
 
 def _open(found: ResolvedResource) -> QuantumResource:
@@ -201,9 +207,10 @@ class EstimatorV2(_Primitive, BaseEstimatorV2):
 class QuantumPrimitiveJob(BasePrimitiveJob[PrimitiveResult, TaskStatus]):
     """A task on the resource; ``job_id()`` is its task id, ``status()`` its TaskStatus."""
 
-    def __init__(self, primitive: _Primitive, task_id: str, convert: Any):
+    def __init__(self, primitive: _Primitive, task_id: str, convert: Any, pending: Any = None):
         super().__init__(task_id)
         self._primitive, self._convert = primitive, convert
+        self._pending = pending  # the task's metrics record, written once it ends
         self._submitted = time.monotonic()
         self._final: TaskStatus | None = None  # cached: services forget old tasks
         self._result: PrimitiveResult | None = None
@@ -220,14 +227,21 @@ class QuantumPrimitiveJob(BasePrimitiveJob[PrimitiveResult, TaskStatus]):
             with _sigterm_unwinds(self._primitive.close):
                 try:
                     document = self._wait(timeout)
-                except TaskFailedError:
+                except TaskFailedError as exc:
                     self.status()
+                    self._recorded(exc)
                     raise
-                except TaskTimeoutError:
+                except TaskTimeoutError as exc:
+                    if self._final is not None or self.status().finished:  # the task's deadline stopped it
+                        self._recorded(exc)
                     raise
-                except BaseException:
+                except BaseException as exc:
                     self._stop()
+                    self._recorded(exc)
                     raise
+            if self._pending is not None:
+                self._pending.completed(document)
+                self._pending = None
             self._final = TaskStatus.COMPLETED
             self._result = self._convert(document)
         return self._result
@@ -252,6 +266,11 @@ class QuantumPrimitiveJob(BasePrimitiveJob[PrimitiveResult, TaskStatus]):
             if wait_end is not None and now >= wait_end:
                 raise TaskTimeoutError(f"job {self._job_id} did not finish within {timeout:g} s")
             time.sleep(0.001)  # let a thread blocked on the lock (cancel, status) take it first
+
+    def _recorded(self, error: BaseException) -> None:
+        if self._pending is not None:
+            self._pending.ended(error, self._job_id)
+            self._pending = None
 
     def _stop(self) -> None:
         with self._primitive._lock:
@@ -282,6 +301,7 @@ class QuantumPrimitiveJob(BasePrimitiveJob[PrimitiveResult, TaskStatus]):
         """Stop the task if it is queued or running (a no-op once it has finished)."""
         with self._primitive._lock:
             self._primitive.resource.task_stop(self._job_id)
+        self._recorded(TaskFailedError("cancelled by QuantumPrimitiveJob.cancel()"))
 
 
 class _Terminated(BaseException):

@@ -117,6 +117,11 @@ class ExecutorSettings(ExecutorSettingsBase):
                           "plain `qrun` call on a vQPU sends its request from the executor instead (same output, "
                           "~100 ms less per job)."},
     )
+    no_metrics: bool = field(
+        default=False,
+        metadata={"help": "Do not record per-task metrics. By default every quantum task of a run is a line in "
+                          ".snakemake/quantum/metrics/<run>.jsonl, summarised at the end of the run (docs/metrics.md)."},
+    )
     spawn_run_jobs: bool = field(
         default=False,
         metadata={"help": "Run each run: job in a new Snakemake process, as --executor local does (about 1.3 s "

@@ -13,10 +13,12 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .errors import QuantumError, TaskTimeoutError, UsageError
+from .metrics import record as metrics
 from .resources.jobenv import TIMEOUT_KEY
 from .resources.types import LOCAL_TYPES
 
@@ -112,23 +114,34 @@ def read_payload(invocation: Invocation) -> dict[str, Any]:
     return read_input(invocation.input_path, shots=args.shots, program=args.program, observables=observables, parameters=parameters)
 
 
-def run_task(resource: Any, payload: dict[str, Any], settings: dict[str, str], timeout: float | None = None) -> dict[str, Any]:
+def run_task(resource: Any, payload: dict[str, Any], settings: dict[str, str], timeout: float | None = None,
+             environ: Mapping[str, str] | None = None, client: str = "qrun") -> dict[str, Any]:
     """One task the way a job runs it: under the job's acquisition token (else our own,
-    released after), within its deadline (``task_deadline``), and stopped on the resource
-    if anything (failure, timeout, signal) ends the wait early."""
+    released after), within its deadline (``task_deadline``), stopped on the resource if
+    anything (failure, timeout, signal) ends the wait early, and recorded in the run's
+    metrics (``environ``: the job's environment, default ``os.environ``)."""
     deadline = task_deadline(timeout, settings, resource.resource_type)
+    pending = metrics.begin(resource.resource_id, resource.resource_type, payload, settings, environ, client)
     own_token = None if settings.get("QRMI_JOB_ACQUISITION_TOKEN") else resource.acquire()
     try:
-        return resource.run(payload, timeout=deadline.seconds)
+        result = resource.run(payload, timeout=deadline.seconds)
     except TaskTimeoutError:
         stop_quietly(resource, resource.last_task_id)
-        raise TaskTimeoutError(deadline.expired(resource.resource_id)) from None
-    except BaseException:
+        error = TaskTimeoutError(deadline.expired(resource.resource_id))
+        if pending is not None:
+            pending.ended(error, resource.last_task_id)
+        raise error from None
+    except BaseException as exc:
         stop_quietly(resource, resource.last_task_id)
+        if pending is not None:
+            pending.ended(exc, resource.last_task_id)
         raise
     finally:
         if own_token is not None:
             release_quietly(resource, own_token)
+    if pending is not None:
+        pending.completed(result)
+    return result
 
 
 class Deadline(NamedTuple):  # per-job path: no dataclass code generation

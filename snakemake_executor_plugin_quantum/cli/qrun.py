@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from ..errors import QuantumError, TaskTimeoutError
+from ..metrics import record as metrics
 from ..resources.resolve import resolve_resource
 from ..resources.types import AER, PULSER
 from ..tasks import Deadline, parse, read_payload, render, run_task, task_deadline, write_text
@@ -46,7 +47,9 @@ def main(argv: list[str]) -> int:
     resolved = resolve_resource(invocation.resource_name, invocation.args.config, os.environ)
     if resolved.type in IN_PROCESS_TYPES:
         deadline = task_deadline(invocation.args.timeout, resolved.settings, resolved.type)
-        text = _supervised(lambda: render(_execute(resolved, payload, invocation.args)), deadline, resolved.name)
+        # The child records the task; when this parent kills it (deadline, signal), this does.
+        pending = metrics.begin(resolved.name, resolved.type, payload, resolved.settings)
+        text = _supervised(lambda: render(_execute(resolved, payload, invocation.args)), deadline, resolved.name, pending)
     else:
         text = render(_execute(resolved, payload, invocation.args))
     write_text(text, invocation.output)
@@ -63,7 +66,7 @@ def _execute(resolved: Any, payload: dict[str, Any], args: argparse.Namespace) -
         resource.close()
 
 
-def _supervised(work: Any, deadline: Deadline, name: str) -> str:
+def _supervised(work: Any, deadline: Deadline, name: str, pending: Any = None) -> str:
     """Run ``work`` in a forked child while this light parent keeps the deadline and signals.
 
     In-process simulators hold the GIL for a whole run, so neither a Python signal handler
@@ -108,6 +111,8 @@ def _supervised(work: Any, deadline: Deadline, name: str) -> str:
 
     def stop(signum: int, _frame: Any) -> None:
         kill_child()
+        if pending is not None:
+            pending.ended(KeyboardInterrupt())
         print(f"qrun: stopped by {signal.Signals(signum).name}; task cancelled", file=sys.stderr)
         sys.stderr.flush()
         os._exit(128 + signum)
@@ -121,7 +126,10 @@ def _supervised(work: Any, deadline: Deadline, name: str) -> str:
             left = None if ends is None else ends - time.monotonic()
             if left is not None and (left <= 0 or not select.select([pipe], [], [], left)[0]):
                 kill_child()
-                raise TaskTimeoutError(deadline.expired(name))
+                error = TaskTimeoutError(deadline.expired(name))
+                if pending is not None:
+                    pending.ended(error)
+                raise error
             chunk = pipe.read(1 << 20)
             if not chunk:
                 break

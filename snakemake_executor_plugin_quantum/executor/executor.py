@@ -11,12 +11,15 @@ released at the end, on failure, Ctrl-C and SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import pickle
 import signal
 import subprocess
 import threading
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 
 from .. import snakemake_compat
 from ..errors import QuantumError
+from ..metrics import record as metrics
 from ..resources.config import find_config, load_config
 from ..resources.leases import LaneLeases
 from ..resources.requests import JobRequest, RequestReader
@@ -89,6 +93,7 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         self._not_started: dict[Any, str] = {}  # job -> why it failed before its command
         pending = self._check_run()  # bad configuration fails here, before anything starts
         quantum_dir = Path(self.workflow.workdir_init) / ".snakemake" / "quantum"
+        self.metrics_file = None if self.settings.no_metrics else self._start_metrics(quantum_dir / "metrics")
         event_dir = self.settings.vqpu_event_dir or str(quantum_dir / "vqpu")
         self.slurm = None
         if self.settings.classical == "slurm":
@@ -139,6 +144,30 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
                 raise snakemake_compat.one_line_error(str(exc)) from None
             pending.append((job, request))
         return pending
+
+    def _start_metrics(self, directory: Path) -> str:
+        """This run's metrics file, named for every job (and its Slurm jobs) in the environment."""
+        directory.mkdir(parents=True, exist_ok=True)
+        path = str(directory / f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}.jsonl")
+        self._previous_metrics_var = os.environ.get(metrics.METRICS_VAR)
+        os.environ[metrics.METRICS_VAR] = path
+        return path
+
+    def _report_metrics(self) -> None:
+        """The end-of-run summary, per resource, in Snakemake's output."""
+        if self.metrics_file is None:
+            return
+        if self._previous_metrics_var is None:
+            os.environ.pop(metrics.METRICS_VAR, None)
+        else:
+            os.environ[metrics.METRICS_VAR] = self._previous_metrics_var
+        if not os.path.exists(self.metrics_file):
+            return
+        from ..metrics import summary
+
+        for line in summary.format_summary(summary.summarise(summary.read(self.metrics_file))):
+            self.logger.info(line)
+        self.logger.info(f"Per-task records: {os.path.relpath(self.metrics_file, self.workflow.workdir_init)} (qmetrics --csv)")
 
     def _fork_job_parent(self, pending: list[tuple[Any, JobRequest]]) -> forks.JobForker | None:
         """The process run: jobs are forked from, when the workflow has any (local mode)."""
@@ -234,7 +263,8 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
                 # (With spank_qrmi the site's plugin sets the job's QRMI environment and
                 # acquires in the job; an --export-file would keep its variables out of
                 # the batch step, from which the jobstep's srun inherits them.)
-                environ = {**os.environ, **self.session.job_env(request, event_files, self._job_timeout(job))}
+                environ = {**os.environ, **self.session.job_env(request, event_files, self._job_timeout(job)),
+                           metrics.JOB_VAR: self._job_identity(job)}
             args = self.slurm.qpu_args(request.resources, request.lanes, job.resources.get("gres"))
             self.slurm.submit(job, args, environ)
         except Exception as exc:  # reported as this job's error, with the reason
@@ -289,11 +319,22 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
                 if resource.is_vqpu:
                     self.sidecars.expect(resource, job)  # jobs a checkpoint added were not known at the start
             event_files = {r.name: self.sidecars.ensure(r) for r in request.resources if r.is_vqpu}
+            waited = time.monotonic()
             for resource in request.resources:
                 if resource.lanes:
                     stack.enter_context(self.leases.hold(resource.name, resource.lanes, request.lanes, self._stop))
+            acquiring = time.monotonic()
             variables.update(self.session.job_env(request, event_files, self._job_timeout(job)))
+            variables[metrics.JOB_VAR] = self._job_identity(job, acquiring - waited, time.monotonic() - acquiring)
         return variables
+
+    @staticmethod
+    def _job_identity(job: Any, lease_seconds: float = 0.0, acquire_seconds: float = 0.0) -> str:
+        """Who a task's metrics record belongs to (metrics.record.JOB_VAR)."""
+        return json.dumps({
+            "rule": job.rule.name, "jobid": job.jobid, "wildcards": {k: str(v) for k, v in job.wildcards_dict.items()},
+            "lease_seconds": round(lease_seconds, 6), "acquire_seconds": round(acquire_seconds, 6),
+        })
 
     def _inline_qrun(self, job: Any, request: JobRequest) -> list[str] | None:
         """qrun's arguments when this job may send its vQPU request from here (see inline.py)."""
@@ -446,6 +487,7 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         self._closed = True
         if self.forker is not None:
             self.forker.close()
+        self._report_metrics()
         self.session.release_all()
         self.sidecars.stop_all()
         environ.uninstall()

@@ -92,7 +92,7 @@ class InlineRuns:
         with self._lock:
             self._clients[client] = resolved.settings
         try:
-            result = tasks.run_task(client, payload, resolved.settings, invocation.args.timeout)
+            result = tasks.run_task(client, payload, resolved.settings, invocation.args.timeout, environ, client="inline")
         finally:
             with self._lock:
                 self._clients.pop(client, None)
