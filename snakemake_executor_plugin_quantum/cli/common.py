@@ -21,7 +21,9 @@ def run_command(prog: str, main: Callable[[list[str]], int], argv: list[str] | N
     except QuantumError as exc:
         if debug:
             raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        from ..redact import mask, secret_values
+
+        print(f"{prog}: error: {mask(str(exc), secret_values(os.environ))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -20,6 +20,7 @@ from typing import Any
 from .. import snakemake_compat, tasks
 from ..backends.vqpu_client import VQPUClient
 from ..errors import QuantumError
+from ..redact import mask, secret_values
 from ..resources.resolve import resolve_resource
 from ..resources.types import VQPU
 
@@ -77,7 +78,7 @@ class InlineRuns:
         try:
             return self._try_run(argv, environ)
         except QuantumError as exc:
-            print(f"qrun: error: {exc}", file=sys.stderr, flush=True)
+            print(f"qrun: error: {mask(str(exc), secret_values(environ))}", file=sys.stderr, flush=True)
             raise snakemake_compat.spawned_job_error()() from None
 
     def _try_run(self, argv: list[str], environ: Mapping[str, str]) -> bool:

@@ -22,9 +22,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ..redact import mask, secret_values
+
 METRICS_VAR = "SNAKEMAKE_QUANTUM_METRICS"
 JOB_VAR = "SNAKEMAKE_QUANTUM_JOB"
-SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
 STATUSES = ("completed", "failed", "cancelled", "timeout")
 
 
@@ -191,11 +192,4 @@ def _depth(metadata: Mapping[str, Any]) -> int | None:
 
 def _masked(message: str, task: PendingTask) -> str:
     """Every secret the task could know (environment, resource settings) masked."""
-    secrets = set()
-    for mapping in (task.environ, task.settings):
-        for key, value in mapping.items():
-            if value and len(value) >= 6 and any(word in key.upper() for word in SECRET_WORDS):
-                secrets.add(value)
-    for secret in sorted(secrets, key=len, reverse=True):
-        message = message.replace(secret, "***")
-    return message
+    return mask(message, secret_values(task.environ, task.settings))

@@ -26,6 +26,8 @@ SMALL = "sampler_shots: 1000\nestimator_points: 5\n"
 PLOTS = {  # report output: a phrase of its caption
     "results/plots/sampler.png": "For the Bell pair: 00 and 11, about half each.",
     "results/plots/estimator.png": "one QRMI payload",
+    "results/plots/quantum_timeline.png": "Every quantum task of this run, one bar each",
+    "results/plots/quantum_task_times.png": "Task time per rule, from submission to result",
 }
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
