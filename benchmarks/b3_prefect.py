@@ -1,6 +1,6 @@
 """B3 peer: the same N circuits as a Prefect 3 flow (one task per circuit) vs our executor.
 
-- ours:    ``snakemake --executor quantum --cores 2 --scheduler greedy``, one ``qrun`` job per circuit on a
+- ours:    ``snakemake --executor quantum --cores 2 --scheduler quantum``, one ``qrun`` job per circuit on a
            vQPU sidecar (as in B2);
 - prefect: ``python benchmarks/b3_prefect_flow.py``: one flow, one ``@task`` per circuit,
            ``ThreadPoolTaskRunner(max_workers=2)``, Prefect's ephemeral local mode (it starts
@@ -99,7 +99,7 @@ def run(ctx: Context) -> Section:
     speedup = statistics.median(pp / oo for oo, pp in zip(ours, theirs, strict=True))
     section.method = (
         f"N = {n} circuits (the B2 GHZ-5 files: distinct texts, 1024 shots, seed 1234), {len(ours)} run(s) per "
-        "side, alternating, after one unmeasured N=5 warm-up run per side. **ours** = `snakemake --scheduler greedy "
+        "side, alternating, after one unmeasured N=5 warm-up run per side. **ours** = `snakemake --scheduler quantum "
         "--executor quantum --cores 2`, one `qrun` job per circuit on a vQPU sidecar started and "
         "stopped inside the run. **prefect** = `python benchmarks/b3_prefect_flow.py`: Prefect "
         f"{_version('prefect')} ephemeral local mode (a temporary API server with SQLite, as `prefect` "

@@ -589,16 +589,17 @@ def reset_workflow(directory: Path) -> None:
 
 
 def snakemake_args(side: str, cores: int = 2) -> list[str]:
-    """Both sides with the scheduler ``profiles/local`` sets (greedy: B4 says why)."""
+    """Both sides with the scheduling ``profiles/local`` sets (our scheduler, no 100 jobs/s cap: B10)."""
     executor = "quantum" if side == "ours" else "local"
-    return [command("snakemake"), "--executor", executor, "--cores", str(cores), "--scheduler", "greedy"]
+    return [command("snakemake"), "--executor", executor, "--cores", str(cores), "--scheduler", "quantum",
+            "--max-jobs-per-timespan", "1000/1s"]
 
 
-def run_sampling(directory: Path, side: str, n: int, circuits: Path, timeout: float = 900) -> Measured:
+def run_sampling(directory: Path, side: str, n: int, circuits: Path, timeout: float = 900, extra: tuple[str, ...] = ()) -> Measured:
     reset_workflow(directory)
     (directory / "config.yaml").write_text(json.dumps({"n": n, "circuits": str(circuits)}) + "\n")
     result = run_process(
-        [*snakemake_args(side), "--configfile", "config.yaml"],
+        [*snakemake_args(side), *extra, "--configfile", "config.yaml"],
         cwd=directory, timeout=timeout, outputs=directory / "out",
     )
     done = count_files(directory / "out")()
