@@ -60,6 +60,49 @@ def _run(directory, n: int, log) -> tuple[float, float]:
     return result.seconds, result.peak_rss_mb
 
 
+# Where the main thread of `snakemake` spends its time, by the first frame that names a part.
+# Snakemake's own parts first: a frame of ours deeper down is counted where Snakemake called it.
+PARTS = (
+    ("job selection: this package's scheduler", "snakemake_scheduler_plugin_quantum"),
+    ("job selection: remaining_jobs (all pending jobs, every round)", "JobScheduler.remaining_jobs"),
+    ("job selection: input sizes (every ready job, every round)", "JobScheduler.update_input_sizes"),
+    ("job selection: validate_job (every ready job, every round)", "JobScheduler.validate_job"),
+    ("rate limiter: a timer thread every round", "JobScheduler._schedule_reevalutation"),
+    ("starting jobs: prepare, print, submit to the pool", "JobScheduler.run "),
+    ("finishing jobs: postprocess, metadata, DAG update", "JobScheduler._finish_jobs"),
+    ("rest of the scheduling loop", "JobScheduler.schedule"),
+    ("start-up: parse, DAG, plugins", ""),
+)
+
+
+def _profile(ctx: Context, directory, n: int) -> dict[str, int]:
+    """py-spy (--gil) on a run of ``n`` shell jobs: main-thread samples per part of Snakemake."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if shutil.which("py-spy") is None:
+        ctx.log("  B10 profile skipped: py-spy is not installed (pip install -e '.[bench]')")
+        return {}
+    reset_workflow(directory)
+    with tempfile.TemporaryDirectory() as scratch:
+        raw = f"{scratch}/profile.txt"
+        ctx.log(f"  B10 profile: py-spy on {n} shell jobs")
+        subprocess.run(["py-spy", "record", "--gil", "--format", "raw", "--rate", "100", "--output", raw, "--",
+                        sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles" / "local"), "--config", f"count={n}"],
+                       cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800, check=True)
+        shares: dict[str, int] = {}
+        with open(raw, encoding="utf-8") as handle:
+            for line in handle:
+                stack, _, count = line.rstrip().rpartition(" ")
+                if not stack.startswith("_run_module_as_main"):
+                    continue  # other threads: the job pool, our helpers
+                part = next(name for name, marker in PARTS if marker in stack or not marker)
+                shares[part] = shares.get(part, 0) + int(count)
+    return shares
+
+
 def run(ctx: Context) -> Section:
     section = Section("B10", "Wide fan-outs: 10,000 shell jobs, 10,000 vQPU jobs, 500 vs 5,000")
     big, small, mid = ctx.size((1000, 100, 500), (10_000, 500, 5_000))
@@ -90,6 +133,12 @@ def run(ctx: Context) -> Section:
         "Rates are jobs / whole wall time, start-up included. Single runs: no min/max."
     )
     section.data.update(shell_rate=big / walls["shell-big"], vqpu_rate=big / walls["vqpu-big"], scaling=scaling)
+    shares = _profile(ctx, shell, ctx.size(300, 3000))
+    if shares:
+        total = sum(shares.values())
+        for part, samples in sorted(shares.items(), key=lambda kv: -kv[1]):
+            section.add(Row(f"profile, {ctx.size(300, 3000)} shell jobs: {part}", Stats.of([100 * samples / total]), unit="%"))
+        section.data.update({f"profile_{k}": 100 * v / total for k, v in shares.items()})
     for kind, label in (("shell-big", "shell"), ("vqpu-big", "vQPU")):
         rate = big / walls[kind]
         if rate < TARGET_RATE:
