@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -257,6 +258,74 @@ def node_processes(node: str) -> list[str]:
             if pid != slurmd:
                 found.append(f"{pid}: " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200])
     return found
+
+
+def slurm_env(cluster: dict[str, str], **extra: str) -> dict[str, str]:
+    """A run's environment on the cluster: status checks at most 3 s apart (the slurm plugin
+    backs off by 10 s per check otherwise, which short test jobs would mostly spend waiting)."""
+    return clean_env(**cluster, SNAKEMAKE_QUANTUM_SLURM_MAX_STATUS_INTERVAL="3", **extra)
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    name: str
+    state: str
+    nodes: str
+    tres: str
+    start: str
+    end: str
+    partition: str
+
+
+def sacct_jobs(env: dict[str, str]) -> dict[str, SlurmJob]:
+    """Jobs of the last two hours by id, as accounting knows them (allocations only)."""
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-S", "now-2hours", "-o", "JobID,JobName%60,State,NodeList%200,AllocTRES%200,Start,End,Partition"],
+        capture_output=True, text=True, env=env, timeout=60,
+    ).stdout
+    return {fields[0]: SlurmJob(*fields[1:]) for fields in (line.split("|") for line in out.splitlines())}
+
+
+def squeue_ids(env: dict[str, str]) -> list[str]:
+    return subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=env, timeout=60).stdout.split()
+
+
+def submitted_jobs(stderr: str) -> tuple[list[str], list[str]]:
+    """(work job ids, vQPU job ids) a run submitted, as it logged them."""
+    work = re.findall(r"has been submitted with SLURM jobid (\d+)", stderr)
+    vqpus = re.findall(r"vQPU '\w+' submitted as Slurm job (\d+)", stderr)
+    return work, vqpus
+
+
+def jobs_of_rule(stderr: str, rule: str) -> list[str]:
+    """Slurm job ids of a rule's jobs, from Snakemake's log ('rule R:' ... 'jobid: N', then
+    'Job N has been submitted with SLURM jobid M'), retries included."""
+    rules, current = {}, None
+    for line in stderr.splitlines():
+        if m := re.match(r"rule (\w+):$", line.strip()):
+            current = m.group(1)
+        elif (m := re.match(r"jobid: (\d+)$", line.strip())) and current:
+            rules[m.group(1)] = current
+    return [slurm for job, slurm in re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", stderr) if rules.get(job) == rule]
+
+
+def assert_nothing_left(env: dict[str, str], timeout: float = 20) -> None:
+    """Nothing queued, and no process on any node but its slurmd (cancelled jobs take a few seconds)."""
+    nodes = slurm_nodes(env)
+    deadline = time.monotonic() + timeout
+    while True:
+        queued = squeue_ids(env)
+        strays = {node: found for node in nodes.cpu + nodes.gpu if (found := node_processes(node))}
+        if not queued and not strays:
+            return
+        assert time.monotonic() < deadline, f"left over after {timeout:g} s: squeue {queued}, processes {strays}"
+        time.sleep(0.5)
+
+
+def restore_cluster() -> None:
+    """Bring back what a fault test killed (a slurmd, a node): 'up' starts what is missing."""
+    up = subprocess.run([str(CLUSTER), "up"], capture_output=True, text=True, timeout=300)
+    assert up.returncode == 0, f"could not restore the cluster: {up.stderr[-2000:]}"
 
 
 def _unavailable(reason: str) -> None:

@@ -21,12 +21,16 @@ import pytest
 from conftest import (
     CIRCUITS,
     REPO,
+    SlurmJob,
     SlurmNodes,
-    clean_env,
-    node_processes,
+    assert_nothing_left,
+    jobs_of_rule,
     require_slurm,
+    sacct_jobs,
+    slurm_env,
     slurm_nodes,
     snakemake,
+    submitted_jobs,
     write_workflow,
 )
 
@@ -100,31 +104,18 @@ class HybridRun:
     returncode: int
     stderr: str
     capture: Path
-    jobs: dict[str, tuple[str, str, str, str]]  # Slurm job id -> (name, state, node list, TRES), from sacct
+    jobs: dict[str, SlurmJob]  # from sacct, after the run
     vqpu_id: str
 
     def nodes_of(self, rule: str) -> list[str]:
         """Where the run's jobs of ``rule`` ran, from sacct."""
-        return [self.jobs[job][2] for job in _jobs_of_rule(self.stderr, rule)]
-
-
-def _jobs_of_rule(stderr: str, rule: str) -> list[str]:
-    """Slurm job ids of a rule's jobs, from Snakemake's log ('rule R:' ... 'jobid: N', 'Job N has been
-    submitted with SLURM jobid M')."""
-    rules, current = {}, None
-    for line in stderr.splitlines():
-        if m := re.match(r"rule (\w+):$", line.strip()):
-            current = m.group(1)
-        elif (m := re.match(r"jobid: (\d+)$", line.strip())) and current:
-            rules[m.group(1)] = current
-    submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", stderr)
-    return [slurm for job, slurm in submitted if rules.get(job) == rule]
+        return [self.jobs[job].nodes for job in jobs_of_rule(self.stderr, rule)]
 
 
 @pytest.fixture(scope="module")
 def hybrid_run(tmp_path_factory: pytest.TempPathFactory) -> HybridRun:
-    env = clean_env(**require_slurm(nodes=3), SNAKEMAKE_QUANTUM_SLURM_MAX_STATUS_INTERVAL="3",
-                    SNAKEMAKE_QUANTUM_DEBUG="1")  # the vQPU logs each request's client address at debug level
+    # SNAKEMAKE_QUANTUM_DEBUG: the vQPU logs each request's client address at debug level.
+    env = slurm_env(require_slurm(nodes=3), SNAKEMAKE_QUANTUM_DEBUG="1")
     nodes = slurm_nodes(env)
     if shutil.which("tcpdump") is None:
         pytest.fail("tcpdump is not installed (scripts/system-packages.sh installs it as root)")
@@ -145,11 +136,8 @@ def hybrid_run(tmp_path_factory: pytest.TempPathFactory) -> HybridRun:
     finally:
         dump.send_signal(signal.SIGINT)
         dump.communicate(timeout=30)
-    vqpus = [line.rsplit(" ", 1)[1] for line in result.stderr.splitlines() if "submitted as Slurm job" in line]
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-S", "now-1hour", "-o", "JobID,JobName%60,State,NodeList%200,AllocTRES%200"],
-                         capture_output=True, text=True, env=env, timeout=60).stdout
-    jobs = {job: (name, state, node, tres) for job, name, state, node, tres in (line.split("|") for line in out.splitlines())}
-    return HybridRun(workdir, env, nodes, result.returncode, result.stderr, capture, jobs, vqpus[0] if vqpus else "")
+    _, vqpus = submitted_jobs(result.stderr)
+    return HybridRun(workdir, env, nodes, result.returncode, result.stderr, capture, sacct_jobs(env), vqpus[0] if vqpus else "")
 
 
 def _ok(run: HybridRun) -> None:
@@ -158,7 +146,7 @@ def _ok(run: HybridRun) -> None:
 
 def test_the_vqpu_job_runs_on_the_gpu_node_and_sampling_jobs_on_cpu_nodes(hybrid_run: HybridRun) -> None:
     _ok(hybrid_run)
-    assert hybrid_run.jobs[hybrid_run.vqpu_id][2] == hybrid_run.nodes.gpu[0]
+    assert hybrid_run.jobs[hybrid_run.vqpu_id].nodes == hybrid_run.nodes.gpu[0]
     samples = hybrid_run.nodes_of("sample")
     assert len(samples) == SAMPLES and set(samples) <= set(hybrid_run.nodes.cpu), samples
     for i in range(SAMPLES):
@@ -180,7 +168,7 @@ def test_classical_stages_spread_over_the_cpu_nodes(hybrid_run: HybridRun) -> No
     prepared = hybrid_run.nodes_of("prepare")
     assert len(prepared) == SAMPLES and set(prepared) == set(hybrid_run.nodes.cpu), prepared
     assert hybrid_run.nodes_of("post") == [hybrid_run.nodes.gpu[0]]
-    assert "gres/gpu=1" in hybrid_run.jobs[_jobs_of_rule(hybrid_run.stderr, "post")[0]][3], "the GPU stage got a GPU"
+    assert "gres/gpu=1" in hybrid_run.jobs[jobs_of_rule(hybrid_run.stderr, "post")[0]].tres, "the GPU stage got a GPU"
     assert (hybrid_run.workdir / "post.txt").read_text().strip() == hybrid_run.nodes.gpu[0], "a job sees its node's hostname"
 
 
@@ -204,17 +192,9 @@ def test_the_token_never_crosses_the_network_in_clear(hybrid_run: HybridRun) -> 
 
 def test_nothing_of_the_run_is_left_in_squeue_or_on_any_node(hybrid_run: HybridRun) -> None:
     _ok(hybrid_run)
-    work = [job for rule in ("prepare", "sample", "probe", "post") for job in _jobs_of_rule(hybrid_run.stderr, rule)]
-    assert len(work) == 2 * SAMPLES + 2 and all(hybrid_run.jobs[job][1] == "COMPLETED" for job in work), hybrid_run.jobs
-    assert hybrid_run.jobs[hybrid_run.vqpu_id][1].startswith(("CANCELLED", "COMPLETED")), "the vQPU job was ended"
+    work = [job for rule in ("prepare", "sample", "probe", "post") for job in jobs_of_rule(hybrid_run.stderr, rule)]
+    assert len(work) == 2 * SAMPLES + 2 and all(hybrid_run.jobs[job].state == "COMPLETED" for job in work), hybrid_run.jobs
+    assert hybrid_run.jobs[hybrid_run.vqpu_id].state.startswith(("CANCELLED", "COMPLETED")), "the vQPU job was ended"
     assert not list((hybrid_run.workdir / ".snakemake" / "quantum" / "env").glob("*")), "export files are deleted after submission"
-    deadline = time.monotonic() + 20
-    while True:
-        queued = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=hybrid_run.env, timeout=60).stdout.split()
-        strays = {node: node_processes(node) for node in hybrid_run.nodes.cpu + hybrid_run.nodes.gpu}
-        strays = {node: procs for node, procs in strays.items() if procs}
-        if not queued and not strays:
-            break
-        assert time.monotonic() < deadline, f"left over: squeue {queued}, processes {strays}"
-        time.sleep(0.5)
+    assert_nothing_left(hybrid_run.env)
 

@@ -117,10 +117,17 @@ logfile() {
 # process-group leader; nsenter and unshare exec too, so $! is the
 # daemon's own pid.
 start() {
-  local name=$1
+  local name=$1 pid i
   shift
   setsid "$@" >>"$D/log/$name.out" 2>&1 </dev/null 3>&- &
-  echo $! >"$(pidfile "$name")"
+  pid=$!
+  echo $pid >"$(pidfile "$name")"
+  # Until the exec chain (nsenter, unshare, sh) reaches the daemon, live_pid would
+  # take it for dead.
+  for ((i = 0; i < 100; i++)); do
+    [[ -d /proc/$pid && $(cat "/proc/$pid/comm" 2>/dev/null) != "${name%%.*}" ]] || return 0
+    sleep 0.05
+  done
 }
 
 # wait_until NAME DESCRIPTION CMD...: poll CMD with a short backoff until it
