@@ -328,7 +328,8 @@ def restore_cluster() -> None:
     assert up.returncode == 0, f"could not restore the cluster: {up.stderr[-2000:]}"
 
 
-def _unavailable(reason: str) -> None:
+def unavailable(reason: str) -> None:
+    """Skip, or fail under CI=true: CI must run every test."""
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true but {reason}")
     pytest.skip(reason)
@@ -340,12 +341,12 @@ def require_slurm(nodes: int = 1) -> dict[str, str]:
     With ``nodes >= 3`` it also needs two cpu nodes and a gpu node.
     """
     if not _cluster_up():
-        _unavailable("needs root to start the Slurm test cluster" if os.geteuid() != 0 else f"the Slurm test cluster is not up: {_cluster_error}")
+        unavailable("needs root to start the Slurm test cluster" if os.geteuid() != 0 else f"the Slurm test cluster is not up: {_cluster_error}")
     env = {"SLURM_CONF": str(SLURM_DIR / "slurm.conf")}
     if nodes >= 3:
         found = slurm_nodes(env)
         if len(found.cpu) < 2 or not found.gpu:
-            _unavailable(f"needs 2 cpu nodes and a gpu node; the cluster has {found.cpu + found.gpu} "
+            unavailable(f"needs 2 cpu nodes and a gpu node; the cluster has {found.cpu + found.gpu} "
                          "(tests/slurm/cluster.sh down, then up --nodes 3)")
     return env
 

@@ -7,6 +7,7 @@ on the gpu node's interface; each test checks one thing about that run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from conftest import (
     slurm_nodes,
     snakemake,
     submitted_jobs,
+    unavailable,
     write_workflow,
 )
 
@@ -112,30 +115,39 @@ class HybridRun:
         return [self.jobs[job].nodes for job in jobs_of_rule(self.stderr, rule)]
 
 
+@contextlib.contextmanager
+def _capture(node: str, path: Path) -> Iterator[None]:
+    """tcpdump on the node's own interface, inside its network namespace, if installed.
+
+    -Z root: write as root into the 0700 test directory; -U: each packet reaches the file at once.
+    """
+    if shutil.which("tcpdump") is None:
+        yield
+        return
+    dump = subprocess.Popen(["nsenter", f"--net=/run/netns/{node}", "tcpdump", "-i", "eth0", "-U", "-Z", "root",
+                             "-w", str(path), f"tcp port {VQPU_PORT}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not path.exists():  # tcpdump creates the file once it listens
+            assert dump.poll() is None and time.monotonic() < deadline, "tcpdump did not start"
+            time.sleep(0.1)
+        yield
+    finally:
+        dump.send_signal(signal.SIGINT)
+        dump.communicate(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def hybrid_run(tmp_path_factory: pytest.TempPathFactory) -> HybridRun:
     # SNAKEMAKE_QUANTUM_DEBUG: the vQPU logs each request's client address at debug level.
     env = slurm_env(require_slurm(nodes=3), SNAKEMAKE_QUANTUM_DEBUG="1")
     nodes = slurm_nodes(env)
-    if shutil.which("tcpdump") is None:
-        pytest.fail("tcpdump is not installed (scripts/system-packages.sh installs it as root)")
     workdir = write_workflow(tmp_path_factory.mktemp("nodes"), SNAKEFILE, {
         "ghz5.qasm": (CIRCUITS / "ghz5.qasm").read_text(), "qrmi_config.yaml": CONFIG, "probe.py": PROBE,
     })
     capture = workdir / "gpu-node.pcap"
-    # On the gpu node's own interface, inside its network namespace. -Z root: write as root
-    # into the 0700 test directory; -U: every packet reaches the file at once.
-    dump = subprocess.Popen(["nsenter", f"--net=/run/netns/{nodes.gpu[0]}", "tcpdump", "-i", "eth0", "-U", "-Z", "root",
-                             "-w", str(capture), f"tcp port {VQPU_PORT}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 20
-        while not capture.exists():  # tcpdump creates the file once it listens
-            assert dump.poll() is None and time.monotonic() < deadline, "tcpdump did not start"
-            time.sleep(0.1)
+    with _capture(nodes.gpu[0], capture):
         result = snakemake(workdir, "--profile", PROFILE, env=env, timeout=280)
-    finally:
-        dump.send_signal(signal.SIGINT)
-        dump.communicate(timeout=30)
     _, vqpus = submitted_jobs(result.stderr)
     return HybridRun(workdir, env, nodes, result.returncode, result.stderr, capture, sacct_jobs(env), vqpus[0] if vqpus else "")
 
@@ -182,6 +194,8 @@ def test_a_client_without_the_token_is_refused(hybrid_run: HybridRun) -> None:
 
 def test_the_token_never_crosses_the_network_in_clear(hybrid_run: HybridRun) -> None:
     _ok(hybrid_run)
+    if not hybrid_run.capture.exists():
+        unavailable("tcpdump is not installed (scripts/system-packages.sh installs it as root)")
     packets = subprocess.run(["tcpdump", "-r", str(hybrid_run.capture), "-n"], capture_output=True, text=True, timeout=60).stdout
     assert len(packets.splitlines()) > 20, "the capture saw no vQPU traffic"
     captured = hybrid_run.capture.read_bytes()
