@@ -11,6 +11,9 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import CLUSTER, unavailable
@@ -45,10 +48,19 @@ python3 -c 'import json, sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv
 
 
 @pytest.fixture(scope="module")
-def up_then_down(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def up_then_down() -> Iterator[dict[str, str]]:
     if os.geteuid() != 0 or shutil.which("slurmctld") is None:
         unavailable("needs root and the Slurm packages (tests/slurm/cluster.sh up installs them)")
-    base = tmp_path_factory.mktemp("cluster")
+    # Not under pytest's 0700 tmp directory: munged (user munge) must reach its socket there.
+    base = Path(tempfile.mkdtemp(prefix="qz-slurm-"))
+    base.chmod(0o755)
+    try:
+        yield _up_then_down(base)
+    finally:
+        shutil.rmtree(base)
+
+
+def _up_then_down(base: Path) -> dict[str, str]:
     (base / "etc").mkdir()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("SLURM")}, **SETTINGS,
            "SLURM_TEST_DIR": str(base / "slurm"), "D": str(base / "slurm"), "EMPTY": str(base / "etc"), "CLUSTER": str(CLUSTER),
