@@ -58,7 +58,7 @@ from snakemake_executor_plugin_quantum.errors import QuantumError
 
 name = os.environ["QRMI_JOB_QPU_RESOURCES"]
 event = json.load(open(os.environ[f"{name}_QRMI_VQPU_EVENT_FILE"]))
-secrets = {"token": event["token"], "acquisition": os.environ[f"{name}_QRMI_JOB_ACQUISITION_TOKEN"]}
+secrets = {"bearer": event["token"], "acquisition": os.environ[f"{name}_QRMI_JOB_ACQUISITION_TOKEN"]}
 outcome = {}
 for label, token in (("wrong", "x" * len(event["token"])), ("none", "")):
     path = f"probe-{label}.json"
