@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -190,6 +191,7 @@ def quantum_processes() -> list[str]:
 # ------------------------------------------------------------------ the Slurm cluster
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+SLURM_DIR = Path(os.environ.get("SLURM_TEST_DIR", "/tmp/snakemake-quantum-slurm"))
 _cluster_started = False
 _cluster_error = ""
 
@@ -202,19 +204,23 @@ def _cluster_up() -> bool:
     return subprocess.run([str(CLUSTER), "status"], capture_output=True, timeout=60).returncode == 0
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Start the real Slurm cluster before any test if it will be needed.
+def slurm_nodes_wanted(item: pytest.Item) -> int:
+    """0 for a test that needs no Slurm, else how many nodes: ``@pytest.mark.slurm(nodes=3)``."""
+    marker = item.get_closest_marker("slurm")
+    return 0 if marker is None else int(marker.kwargs.get("nodes", 1))
 
-    Also when the Slurm client is merely installed: the slurm executor plugin runs
-    ``scontrol`` whenever Snakemake starts, which takes ~9.5 s with no controller up.
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the real Slurm cluster, as root, only if a selected test needs it.
+
+    Here, after -k/-m deselection, so ``tests/unit`` or ``-m "not slurm"`` never start it.
+    It gets as many nodes as the most demanding selected test asks for.
     """
-    import shutil
-
     global _cluster_started, _cluster_error
-    wanted = any(item.get_closest_marker("slurm") for item in items)
-    if not (wanted or shutil.which("scontrol")) or os.geteuid() != 0 or _cluster_up():
+    nodes = max((slurm_nodes_wanted(item) for item in session.items), default=0)
+    if not nodes or session.config.option.collectonly or os.geteuid() != 0 or _cluster_up():
         return
-    started = subprocess.run([str(CLUSTER), "up"], capture_output=True, text=True, timeout=900)
+    started = subprocess.run([str(CLUSTER), "up", "--nodes", str(nodes)], capture_output=True, text=True, timeout=900)
     if started.returncode == 0:
         _cluster_started = True
     else:
@@ -226,16 +232,138 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         subprocess.run([str(CLUSTER), "down"], capture_output=True, timeout=300)
 
 
+@dataclass(frozen=True)
+class SlurmNodes:
+    """The cluster's nodes: cpu ones (partition cpu only) and gpu ones, with their addresses.
+
+    Each node is a host of its own: a network namespace named after it (tests/slurm/README.md).
+    """
+
+    cpu: tuple[str, ...]
+    gpu: tuple[str, ...]
+    address: dict[str, str]
+
+
+def slurm_nodes(env: dict[str, str]) -> SlurmNodes:
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N|%P|%o"], capture_output=True, text=True, env=env, timeout=60).stdout
+    partitions: dict[str, set[str]] = {}
+    address = {}
+    for line in out.split():
+        node, partition, addr = line.split("|")
+        partitions.setdefault(node, set()).add(partition.rstrip("*"))
+        address[node] = addr
+    gpu = tuple(sorted(n for n, p in partitions.items() if "gpu" in p))
+    cpu = tuple(sorted(n for n, p in partitions.items() if "gpu" not in p))
+    return SlurmNodes(cpu, gpu, address)
+
+
+def node_processes(node: str) -> list[str]:
+    """Command lines of the processes on a node (its network namespace) other than its slurmd."""
+    slurmd = (SLURM_DIR / "pids" / f"slurmd.{node}.pid").read_text().strip()
+    pids = subprocess.run(["ip", "netns", "pids", node], capture_output=True, text=True, timeout=30).stdout.split()
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):  # exited meanwhile
+            if pid != slurmd:
+                found.append(f"{pid}: " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200])
+    return found
+
+
+def slurm_env(cluster: dict[str, str], **extra: str) -> dict[str, str]:
+    """A run's environment on the cluster: status checks at most 3 s apart (the slurm plugin
+    backs off by 10 s per check otherwise, which short test jobs would mostly spend waiting)."""
+    return clean_env(**cluster, SNAKEMAKE_QUANTUM_SLURM_MAX_STATUS_INTERVAL="3", **extra)
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    name: str
+    state: str
+    nodes: str
+    tres: str
+    start: str
+    end: str
+    partition: str
+
+
+def sacct_jobs(env: dict[str, str]) -> dict[str, SlurmJob]:
+    """Jobs of the last two hours by id, as accounting knows them (allocations only)."""
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-S", "now-2hours", "-o", "JobID,JobName%60,State,NodeList%200,AllocTRES%200,Start,End,Partition"],
+        capture_output=True, text=True, env=env, timeout=60,
+    ).stdout
+    return {fields[0]: SlurmJob(*fields[1:]) for fields in (line.split("|") for line in out.splitlines())}
+
+
+def squeue_ids(env: dict[str, str]) -> list[str]:
+    return subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=env, timeout=60).stdout.split()
+
+
+def submitted_jobs(stderr: str) -> tuple[list[str], list[str]]:
+    """(work job ids, vQPU job ids) a run submitted, as it logged them."""
+    work = re.findall(r"has been submitted with SLURM jobid (\d+)", stderr)
+    vqpus = re.findall(r"vQPU '\w+' submitted as Slurm job (\d+)", stderr)
+    return work, vqpus
+
+
+def jobs_of_rule(stderr: str, rule: str) -> list[str]:
+    """Slurm job ids of a rule's jobs, from Snakemake's log ('rule R:' ... 'jobid: N', then
+    'Job N has been submitted with SLURM jobid M'), retries included."""
+    rules, current = {}, None
+    for line in stderr.splitlines():
+        if m := re.match(r"rule (\w+):$", line.strip()):
+            current = m.group(1)
+        elif (m := re.match(r"jobid: (\d+)$", line.strip())) and current:
+            rules[m.group(1)] = current
+    return [slurm for job, slurm in re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", stderr) if rules.get(job) == rule]
+
+
+def assert_nothing_left(env: dict[str, str], timeout: float = 20) -> None:
+    """Nothing queued, and no process on any node but its slurmd (cancelled jobs take a few seconds)."""
+    nodes = slurm_nodes(env)
+    deadline = time.monotonic() + timeout
+    while True:
+        queued = squeue_ids(env)
+        strays = {node: found for node in nodes.cpu + nodes.gpu if (found := node_processes(node))}
+        if not queued and not strays:
+            return
+        assert time.monotonic() < deadline, f"left over after {timeout:g} s: squeue {queued}, processes {strays}"
+        time.sleep(0.5)
+
+
+def restore_cluster() -> None:
+    """Bring back what a fault test killed (a slurmd, a node): 'up' starts what is missing."""
+    up = subprocess.run([str(CLUSTER), "up"], capture_output=True, text=True, timeout=300)
+    assert up.returncode == 0, f"could not restore the cluster: {up.stderr[-2000:]}"
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail under CI=true: CI must run every test."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+def require_slurm(nodes: int = 1) -> dict[str, str]:
+    """The running test cluster's environment; skips (fails under CI=true) if there is none.
+
+    With ``nodes >= 3`` it also needs two cpu nodes and a gpu node.
+    """
+    if not _cluster_up():
+        unavailable("needs root to start the Slurm test cluster" if os.geteuid() != 0 else f"the Slurm test cluster is not up: {_cluster_error}")
+    env = {"SLURM_CONF": str(SLURM_DIR / "slurm.conf")}
+    if nodes >= 3:
+        found = slurm_nodes(env)
+        if len(found.cpu) < 2 or not found.gpu:
+            unavailable(f"needs 2 cpu nodes and a gpu node; the cluster has {found.cpu + found.gpu} "
+                         "(tests/slurm/cluster.sh down, then up --nodes 3)")
+    return env
+
+
 @pytest.fixture
 def slurm_cluster(request: pytest.FixtureRequest) -> dict[str, str]:
-    """The running test cluster's environment; skips (fails under CI=true) if there is none."""
-    if not _cluster_up():
-        reason = "needs root to start the Slurm test cluster" if os.geteuid() != 0 else f"the Slurm test cluster is not up: {_cluster_error}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {reason}")
-        pytest.skip(reason)
-    conf = os.environ.get("SLURM_TEST_DIR", "/tmp/snakemake-quantum-slurm") + "/slurm.conf"
-    return {"SLURM_CONF": conf}
+    """``require_slurm`` for the nodes the test's ``slurm`` marker asks for."""
+    return require_slurm(slurm_nodes_wanted(request.node) or 1)
 
 
 def _with_children(pid: int) -> list:

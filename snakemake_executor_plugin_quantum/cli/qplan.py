@@ -61,6 +61,10 @@ def main(argv: list[str]) -> int:
         raise UsageError("--dot - and --json both write to stdout; give --dot a file name")
     dot_path = None if args.dot in (None, "-") else os.path.abspath(args.dot)  # before Snakemake changes directory
 
+    # This import also imports every installed executor plugin (snakemake.scheduling.job_scheduler
+    # builds the plugin registry at import time), and the slurm plugin runs `scontrol show config`
+    # when imported: up to 10 s where a Slurm client is configured for a controller that is down.
+    # Neither Snakemake's API nor a setting can skip plugins; docs/troubleshooting.md has the fix.
     from snakemake.api import SnakemakeApi
 
     from ..resources.config import find_config, load_config

@@ -203,7 +203,10 @@ class SlurmLauncher(LocalLauncher):
         slurm = resource.slurm
         log_path = event_file[: -len(".json")] + ".%j.log"
         command = self.command(resource, event_file, None) + ["--host", "0.0.0.0"]
-        args = ["sbatch", "--parsable", "--job-name", f"vqpu-{resource.name}", "--output", log_path]
+        # --no-requeue: a vQPU whose node failed must end (NODE_FAIL), not come back as a pending
+        # job under the same id while its event file still points at the dead node; the sidecar
+        # manager then sees it gone and starts a new one for the jobs still to come.
+        args = ["sbatch", "--parsable", "--no-requeue", "--job-name", f"vqpu-{resource.name}", "--output", log_path]
         partition = slurm.get("partition") or self.partition
         if partition:
             args += ["-p", str(partition)]

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from conftest import (
     CIRCUITS,
-    CLUSTER,
     REPO,
     clean_env,
     command,
@@ -123,63 +122,7 @@ def test_a_qpu_endpoint_that_refuses_fails_the_job_in_one_line(tmp_path: Path) -
     assert not [p for p in quantum_processes() if str(workdir) in p]
 
 
-# ------------------------------------------------------------------ Slurm faults
-
-LONG_JOBS = r'''
-rule all:
-    input: expand("slow{i}.txt", i=range(3))
-
-rule slow:
-    output: "slow{i}.txt"
-    shell: "sleep 12; echo done > {output}"
-'''
-
-
-def _start_long_jobs_on_slurm(tmp_path: Path, slurm_cluster: dict[str, str]) -> tuple[Path, dict[str, str], subprocess.Popen]:
-    """LONG_JOBS under profiles/slurm, in the background, status checks at most 3 s apart."""
-    workdir = write_workflow(tmp_path, LONG_JOBS)
-    env = clean_env(**slurm_cluster, SNAKEMAKE_QUANTUM_SLURM_MAX_STATUS_INTERVAL="3")
-    process = subprocess.Popen([command("snakemake"), "--profile", str(REPO / "profiles" / "slurm")], cwd=workdir, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return workdir, env, process
-
-
-def _submitted(stderr: str) -> list[str]:
-    return [line.split("SLURM jobid ")[1].split()[0] for line in stderr.splitlines() if "submitted with SLURM jobid" in line]
-
-
-@pytest.mark.slurm
-def test_a_slurm_job_cancelled_from_outside_fails_the_run_and_a_rerun_completes(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
-    workdir, env, process = _start_long_jobs_on_slurm(tmp_path, slurm_cluster)
-    deadline = time.monotonic() + 60
-    victim = None
-    while victim is None:
-        assert time.monotonic() < deadline
-        running = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %j"], capture_output=True, text=True, env=env).stdout.split("\n")
-        victim = next((line.split()[0] for line in running if line.strip() and not line.split()[1].startswith("vqpu")), None)
-        time.sleep(0.5)
-    subprocess.run(["scancel", victim], check=True, env=env)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode != 0
-    assert f"SLURM-job '{victim}' failed" in stderr and "CANCELLED" in stderr
-    leftover = set(subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=env).stdout.split()) & set(_submitted(stderr))
-    assert not leftover
-    rerun = snakemake(workdir, "--profile", str(REPO / "profiles" / "slurm"), env=env)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert all((workdir / f"slow{i}.txt").read_text().strip() == "done" for i in range(3))
-
-
-@pytest.mark.slurm
-def test_slurmctld_restarted_mid_run_does_not_lose_the_run(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
-    workdir, env, process = _start_long_jobs_on_slurm(tmp_path, slurm_cluster)
-    time.sleep(6)  # jobs submitted and running
-    subprocess.run([str(CLUSTER), "restart-ctld"], check=True, capture_output=True, timeout=300)
-    _, stderr = process.communicate(timeout=600)
-    if process.returncode != 0:  # a lost status must fail cleanly, and the rerun finish the work
-        rerun = snakemake(workdir, "--profile", str(REPO / "profiles" / "slurm"), env=env)
-        assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert all((workdir / f"slow{i}.txt").read_text().strip() == "done" for i in range(3))
-    assert not set(subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=env).stdout.split()) & set(_submitted(stderr))
+# Slurm faults (a job cancelled from outside, slurmctld restarted, a node lost): test_slurm_faults.py
 
 
 # ------------------------------------------------------------------ concurrency

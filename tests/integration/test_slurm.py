@@ -1,4 +1,8 @@
-"""Slurm mode on the real single-node test cluster (tests/slurm/cluster.sh)."""
+"""Slurm mode on the real test cluster (tests/slurm/cluster.sh), on any number of nodes.
+
+A hybrid workflow across nodes (vQPU job, GPU stage, everything ended) is in
+test_slurm_nodes.py; faults are in test_slurm_faults.py.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,19 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import CIRCUITS, CLUSTER, REPO, clean_env, command, snakemake, write_workflow
+from conftest import (
+    CIRCUITS,
+    CLUSTER,
+    REPO,
+    command,
+    sacct_jobs,
+    slurm_env,
+    slurm_nodes,
+    snakemake,
+    squeue_ids,
+    submitted_jobs,
+    write_workflow,
+)
 from snakemake.common.tests import TestWorkflowsLocalStorageBase
 from snakemake.settings.types import ResourceSettings
 
@@ -21,36 +37,6 @@ from snakemake_executor_plugin_quantum import ExecutorSettings
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 PROFILE = str(REPO / "profiles" / "slurm")
-
-
-def env_for(cluster: dict[str, str], **extra: str) -> dict[str, str]:
-    # Short jobs: check often (the slurm plugin backs off by 10 s per check otherwise).
-    return clean_env(**cluster, SNAKEMAKE_QUANTUM_SLURM_MAX_STATUS_INTERVAL="3", **extra)
-
-
-def sacct_rows(cluster: dict[str, str], name_filter: str | None = None) -> list[dict[str, str]]:
-    out = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-S", "now-2hours", "-o", "JobID,JobName%60,State,Start,End,Partition,AllocTRES"],
-        capture_output=True, text=True, env=env_for(cluster), timeout=60,
-    ).stdout
-    rows = []
-    for line in out.splitlines():
-        job, name, state, start, end, partition, tres = line.split("|")
-        if name_filter is None or name_filter in name:
-            rows.append({"id": job, "name": name, "state": state, "start": start, "end": end, "partition": partition, "tres": tres})
-    return rows
-
-
-def run_job_ids(stderr: str) -> tuple[list[str], list[str]]:
-    """(work job ids, vQPU job ids) this run submitted, as it logged them."""
-    work = [line.split("SLURM jobid ")[1].split()[0] for line in stderr.splitlines() if "submitted with SLURM jobid" in line]
-    vqpus = [line.rsplit(" ", 1)[1] for line in stderr.splitlines() if "submitted as Slurm job" in line]
-    return work, vqpus
-
-
-def squeue_ids(cluster: dict[str, str]) -> list[str]:
-    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=env_for(cluster), timeout=60)
-    return out.stdout.split()
 
 
 HYBRID = r'''
@@ -75,24 +61,6 @@ rule post:
 '''
 
 
-def test_hybrid_workflow_runs_on_slurm_and_the_vqpu_job_is_ended(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
-    workdir = write_workflow(tmp_path, HYBRID, {"ghz5.qasm": (CIRCUITS / "ghz5.qasm").read_text()})
-    result = snakemake(workdir, "--profile", PROFILE, env=env_for(slurm_cluster))
-    assert result.returncode == 0, result.stderr[-4000:]
-    for i in range(2):
-        counts = json.loads((workdir / f"counts{i}.json").read_text())["pubs"][0]["registers"]["meas"]["counts"]
-        assert set(counts) <= {"00000", "11111"} and sum(counts.values()) == 200
-    work_ids, vqpu_ids = run_job_ids(result.stderr)
-    rows = sacct_rows(slurm_cluster)
-    vqpu = [r for r in rows if r["id"] in vqpu_ids]
-    work = [r for r in rows if r["id"] in work_ids]
-    assert len(vqpu) == 1 and vqpu[0]["state"].startswith(("CANCELLED", "COMPLETED")), vqpu
-    assert len(work) == 5 and all(r["state"] == "COMPLETED" for r in work), work
-    assert any(r["partition"] == "gpu" and "gres/gpu=1" in r["tres"] for r in work), "the GPU stage ran on the gpu partition with a GPU"
-    assert not squeue_ids(slurm_cluster), "nothing of the run may stay queued"
-    assert not list((workdir / ".snakemake" / "quantum" / "env").glob("*")), "export files are deleted after submission"
-
-
 QPU_CONFIG = """resources:
   - name: qpu_sim
     type: qiskit-aer
@@ -107,30 +75,31 @@ rule all:
 
 rule qpu:
     output: "q{i}.txt"
-    resources: qpu=1, qpu_name="qpu_sim"
+    resources: qpu=1, qpu_name="qpu_sim", slurm_partition="gpu"  # the node with the qpu GRES
     shell: "sleep 6; env | grep -E '^(QRMI_JOB|qpu_sim_QRMI_JOB_ACQUISITION_TOKEN|qpu_sim_QRMI_SECRET)' | sort > {output}"
 '''
 
 
 def test_qpu_jobs_never_exceed_the_gres_and_see_the_qrmi_environment(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
     workdir = write_workflow(tmp_path, THREE_QPU, {"qrmi_config.yaml": QPU_CONFIG})
-    result = snakemake(workdir, "--profile", PROFILE, env=env_for(slurm_cluster))
+    result = snakemake(workdir, "--profile", PROFILE, env=slurm_env(slurm_cluster))
     assert result.returncode == 0, result.stderr[-4000:]
     envs = [dict(line.split("=", 1) for line in (workdir / f"q{i}.txt").read_text().splitlines()) for i in range(3)]
     for env in envs:
         assert env["QRMI_JOB_QPU_RESOURCES"] == "qpu_sim" and env["QRMI_JOB_QPU_TYPES"] == "qiskit-aer"
         assert env["qpu_sim_QRMI_SECRET_PROBE"] == "s3cr3t-probe-value"
     assert len({env["qpu_sim_QRMI_JOB_ACQUISITION_TOKEN"] for env in envs}) == 1, "one acquisition per run"
-    ids, _ = run_job_ids(result.stderr)
-    rows = [r for r in sacct_rows(slurm_cluster) if r["id"] in ids]
-    assert len(rows) == 3 and all("gres/qpu=1" in r["tres"] for r in rows)
-    spans = [(datetime.fromisoformat(r["start"]), datetime.fromisoformat(r["end"])) for r in rows]
+    ids, _ = submitted_jobs(result.stderr)
+    jobs = sacct_jobs(slurm_env(slurm_cluster))
+    rows = [jobs[job] for job in ids]
+    assert len(rows) == 3 and all("gres/qpu=1" in r.tres for r in rows)
+    spans = [(datetime.fromisoformat(r.start), datetime.fromisoformat(r.end)) for r in rows]
     for moment, _ in spans:
         assert sum(1 for start, end in spans if start <= moment < end) <= 2, "more than two qpu jobs ran at once"
     assert any(sum(1 for s, e in spans if s <= m < e) == 2 for m, _ in spans), "two jobs should share the two qpus"
     # The secret travelled in the export file, never on a command line.
     for job in ids:
-        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, env=env_for(slurm_cluster)).stdout
+        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True, env=slurm_env(slurm_cluster)).stdout
         assert "s3cr3t-probe-value" not in shown
     assert "s3cr3t-probe-value" not in result.stderr + result.stdout
 
@@ -157,7 +126,7 @@ SPANK_CONFIG = """resources:
 
 def test_spank_mode_passes_qpu_and_the_plugin_sets_the_environment(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
     workdir = write_workflow(tmp_path, SPANK, {"ghz5.qasm": (CIRCUITS / "ghz5.qasm").read_text(), "qrmi_config.yaml": SPANK_CONFIG})
-    result = snakemake(workdir, "--profile", PROFILE, "--quantum-slurm-qpu-mode", "spank", env=env_for(slurm_cluster))
+    result = snakemake(workdir, "--profile", PROFILE, "--quantum-slurm-qpu-mode", "spank", env=slurm_env(slurm_cluster))
     assert result.returncode == 0, result.stderr[-4000:]
     env = dict(line.split("=", 1) for line in (workdir / "spank_env.txt").read_text().splitlines())
     # Set by the SPANK plugin in the batch step and inherited by the rule's srun step. (The
@@ -179,7 +148,7 @@ rule broken:
 
 def test_a_failing_slurm_job_fails_the_run_with_its_error_and_log(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
     workdir = write_workflow(tmp_path, FAILING)
-    result = snakemake(workdir, "--profile", PROFILE, env=env_for(slurm_cluster))
+    result = snakemake(workdir, "--profile", PROFILE, env=slurm_env(slurm_cluster))
     assert result.returncode != 0
     assert "Error in rule broken" in result.stderr and "failed, SLURM status is: 'FAILED'" in result.stderr
     logs = re.findall(r"log: (\S+?/slurm_logs/\S+?\.log)", result.stderr)
@@ -204,20 +173,20 @@ rule sample:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_cancels_every_slurm_job_of_the_run(tmp_path: Path, slurm_cluster: dict[str, str], sig: signal.Signals) -> None:
     workdir = write_workflow(tmp_path, LONG, {"ghz5.qasm": (CIRCUITS / "ghz5.qasm").read_text()})
-    before = set(squeue_ids(slurm_cluster))
+    before = set(squeue_ids(slurm_env(slurm_cluster)))
     process = subprocess.Popen(
-        [command("snakemake"), "--profile", PROFILE], cwd=workdir, env=env_for(slurm_cluster),
+        [command("snakemake"), "--profile", PROFILE], cwd=workdir, env=slurm_env(slurm_cluster),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 120
-    while len(set(squeue_ids(slurm_cluster)) - before) < 3:  # jobs and the vQPU submitted
+    while len(set(squeue_ids(slurm_env(slurm_cluster))) - before) < 3:  # jobs and the vQPU submitted
         assert time.monotonic() < deadline, "jobs were never submitted"
         time.sleep(0.5)
     process.send_signal(sig)
     process.communicate(timeout=120)
     deadline = time.monotonic() + 30
-    while set(squeue_ids(slurm_cluster)) - before:
-        assert time.monotonic() < deadline, f"still queued: {set(squeue_ids(slurm_cluster)) - before}"
+    while set(squeue_ids(slurm_env(slurm_cluster))) - before:
+        assert time.monotonic() < deadline, f"still queued: {set(squeue_ids(slurm_env(slurm_cluster))) - before}"
         time.sleep(0.5)
     assert not (workdir / ".snakemake" / "quantum" / "vqpu" / "vqpu.json").exists()
 
@@ -225,17 +194,19 @@ def test_signal_cancels_every_slurm_job_of_the_run(tmp_path: Path, slurm_cluster
 def test_without_slurmdbd_status_falls_back_to_squeue(tmp_path: Path, slurm_cluster: dict[str, str]) -> None:
     """Last in the file: it restarts the cluster without accounting, then restores it."""
     env = {**os.environ, "SLURM_TEST_ACCOUNTING": "none"}
+    nodes = slurm_nodes(slurm_cluster)
+    up = [str(CLUSTER), "up", "--nodes", str(len(nodes.cpu + nodes.gpu))]
     subprocess.run([str(CLUSTER), "down"], check=True, capture_output=True, timeout=300)
     try:
-        subprocess.run([str(CLUSTER), "up"], check=True, capture_output=True, timeout=600, env=env)
+        subprocess.run(up, check=True, capture_output=True, timeout=600, env=env)
         workdir = write_workflow(tmp_path, HYBRID, {"ghz5.qasm": (CIRCUITS / "ghz5.qasm").read_text()})
-        result = snakemake(workdir, "--profile", PROFILE, env=env_for(slurm_cluster), timeout=600)
+        result = snakemake(workdir, "--profile", PROFILE, env=slurm_env(slurm_cluster), timeout=600)
         assert result.returncode == 0, result.stderr[-4000:]
         assert "status through squeue" in result.stderr
         assert (workdir / "post.txt").exists()
     finally:
         subprocess.run([str(CLUSTER), "down"], capture_output=True, timeout=300)
-        subprocess.run([str(CLUSTER), "up"], check=True, capture_output=True, timeout=600)
+        subprocess.run(up, check=True, capture_output=True, timeout=600)
 
 
 class TestWorkflowsOnSlurm(TestWorkflowsLocalStorageBase):

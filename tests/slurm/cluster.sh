@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Bring up / tear down a real single-node Slurm cluster for tests.
+# Bring up / tear down a real Slurm cluster for tests: a controller and N compute
+# nodes, each node a host of its own on this machine (network and UTS namespace,
+# own hostname and address, on a bridge), sharing the file system and munge.
 #
-#   tests/slurm/cluster.sh up|down [--purge]|status|restart-ctld
+#   tests/slurm/cluster.sh up [--nodes N] | down [--purge] | status | restart-ctld
+#                          | kill-slurmd NODE | kill-node NODE
 #
 # Everything (config, state, logs, pid files, munge key, MariaDB data) lives in
 # ${SLURM_TEST_DIR:-/tmp/snakemake-quantum-slurm}. Daemons are started in the
@@ -11,17 +14,59 @@ set -euo pipefail
 
 D=${SLURM_TEST_DIR:-/tmp/snakemake-quantum-slurm}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ACCOUNTING=${SLURM_TEST_ACCOUNTING:-slurmdbd} # slurmdbd | none
-TIMEOUT=${SLURM_TEST_TIMEOUT:-90}             # seconds to wait for each daemon
-DB_PORT=${SLURM_TEST_DB_PORT:-43306}          # MariaDB (TCP, 127.0.0.1 only)
-CLUSTER=quantumtest
+TIMEOUT=${SLURM_TEST_TIMEOUT:-90} # seconds to wait for each daemon
 ACCOUNT=quantum
 QPU_TYPES=${SLURM_TEST_QPU_TYPES:-aer_sim:qiskit-aer,sim2:vqpu}
-NODE=$(hostname -s)
 export SLURM_CONF=$D/slurm.conf
 MUNGE_SOCKET=$D/munge/munge.socket
 DB_SOCKET=$D/mariadb/mariadbd.sock
-PKGS=(slurm-wlm munge slurmdbd mariadb-server libslurm-dev gcc)
+PKGS=(slurm-wlm munge slurmdbd mariadb-server libslurm-dev gcc iproute2)
+MARK="snakemake-quantum-slurm:$D" # tags the /etc/hosts lines this cluster added
+
+# The cluster's shape. Its record (cluster.env) wins over the environment, so
+# status, down, kill-* act on the cluster that exists; only an 'up' that starts
+# a stopped cluster anew reads the environment (and --nodes) again.
+settings_from_env() {
+  NODES=${SLURM_TEST_NODES:-1}
+  ACCOUNTING=${SLURM_TEST_ACCOUNTING:-slurmdbd} # slurmdbd | none
+  CLUSTER=${SLURM_TEST_CLUSTER:-quantumtest}
+  PREFIX=${SLURM_TEST_PREFIX:-qt}     # namespaces, interfaces, hostnames
+  SUBNET=${SLURM_TEST_SUBNET:-10.199.7} # a /24 that exists only on our bridge
+  CTLD_PORT=${SLURM_TEST_CTLD_PORT:-6817}
+  SLURMD_PORT=${SLURM_TEST_SLURMD_PORT:-6818}
+  DBD_PORT=${SLURM_TEST_DBD_PORT:-6819}
+  DB_PORT=${SLURM_TEST_DB_PORT:-43306} # MariaDB (TCP, 127.0.0.1 only)
+  CPUS=${SLURM_TEST_CPUS:-$(nproc)}
+}
+SETTINGS=(NODES ACCOUNTING CLUSTER PREFIX SUBNET CTLD_PORT SLURMD_PORT DBD_PORT DB_PORT CPUS)
+settings_from_env
+# shellcheck source=/dev/null
+[[ ! -f $D/cluster.env ]] || . "$D/cluster.env"
+
+save_settings() {
+  local v
+  for v in "${SETTINGS[@]}"; do printf '%s=%q\n' "$v" "${!v}"; done >"$D/cluster.env"
+}
+
+# Node k (1..N): the first N-1 form partition cpu, the last is the gpu node
+# (partitions gpu and quantum, GRES qpu:2 and gpu:1). One node is all of them.
+node_names() {
+  local k
+  for ((k = 1; k < NODES; k++)); do echo "$PREFIX-cpu$k"; done
+  echo "$PREFIX-gpu1"
+}
+node_addr() { # NAME -> address on the bridge
+  local k=0 n
+  for n in $(node_names); do
+    k=$((k + 1))
+    [[ $n != "$1" ]] || { echo "$SUBNET.$((10 + k))"; return; }
+  done
+  return 1
+}
+gpu_node() { echo "$PREFIX-gpu1"; }
+ctl_host() { echo "$PREFIX-ctl"; }
+bridge() { echo "$PREFIX-br"; }
+node_partition() { if [[ $1 == "$(gpu_node)" ]]; then echo gpu; else echo cpu; fi; }
 
 # fd 3 = the caller's stderr, so messages still show from inside commands
 # whose output is silenced (e.g. the readiness probes in wait_until).
@@ -38,9 +83,13 @@ die() {
   exit 1
 }
 
-# Daemons expected in the given accounting mode, in start order.
+# Daemons, in start order; per-node slurmd pid files are named slurmd.NODE.
 daemons() {
-  if [[ $1 == none ]]; then echo munged slurmctld slurmd; else echo munged mariadbd slurmdbd slurmctld slurmd; fi
+  local d=(munged)
+  [[ $ACCOUNTING == none ]] || d+=(mariadbd slurmdbd)
+  d+=(slurmctld)
+  # shellcheck disable=SC2046 # one word per node
+  echo "${d[@]}" $(node_names | sed 's/^/slurmd./')
 }
 
 pidfile() { echo "$D/pids/$1.pid"; }
@@ -50,7 +99,7 @@ pidfile() { echo "$D/pids/$1.pid"; }
 live_pid() {
   local pid
   pid=$(cat "$(pidfile "$1")" 2>/dev/null) || return 1
-  [[ -n $pid && -r /proc/$pid/comm && $(cat "/proc/$pid/comm") == "$1" ]] || return 1
+  [[ -n $pid && -r /proc/$pid/comm && $(cat "/proc/$pid/comm") == "${1%%.*}" ]] || return 1
   echo "$pid"
 }
 
@@ -67,12 +116,20 @@ logfile() {
 # a log and fd 3 is closed, so it holds no pipe of the caller open (a caller
 # capturing our output would otherwise never see EOF). setsid does not
 # fork here because a background child of a non-interactive shell is not a
-# process-group leader, so $! is the daemon's own pid.
+# process-group leader; nsenter and unshare exec too, so $! is the
+# daemon's own pid.
 start() {
-  local name=$1
+  local name=$1 pid i
   shift
   setsid "$@" >>"$D/log/$name.out" 2>&1 </dev/null 3>&- &
-  echo $! >"$(pidfile "$name")"
+  pid=$!
+  echo $pid >"$(pidfile "$name")"
+  # Until the exec chain (nsenter, unshare, sh) reaches the daemon, live_pid would
+  # take it for dead.
+  for ((i = 0; i < 100; i++)); do
+    [[ -d /proc/$pid && $(cat "/proc/$pid/comm" 2>/dev/null) != "${name%%.*}" ]] || return 0
+    sleep 0.05
+  done
 }
 
 # wait_until NAME DESCRIPTION CMD...: poll CMD with a short backoff until it
@@ -90,7 +147,7 @@ wait_until() {
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-need_port() { port_free "$1" || die "port $1 (for $2) is already in use on 127.0.0.1"; }
+need_port() { port_free "$1" || die "port $1 (for $2) is already in use on 127.0.0.1; set $3"; }
 
 # stop NAME...: SIGTERM them all at once, wait for them to exit (SIGKILL after
 # 30 s), remove their pid files. Daemons that must outlive others are stopped
@@ -117,13 +174,6 @@ stop() {
   for name in "$@"; do rm -f "$(pidfile "$name")"; done
 }
 
-# kill_tree PID: SIGKILL PID and all its descendants (children first).
-kill_tree() {
-  local child
-  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$child"; done
-  kill -KILL "$1" 2>/dev/null || true
-}
-
 # --------------------------------------------------------------- install ---
 install_packages() {
   local missing=() p
@@ -146,15 +196,96 @@ install_packages() {
   [[ -z $ours ]] || rm -f "$policy"
 }
 
+# --------------------------------------------------------------- network ---
+# A bridge on the host carries $SUBNET.1 (the controller's address); each node
+# is a network namespace of the same name with one veth pair to the bridge.
+# Nodes get no default route: they reach each other and the controller only.
+net_up() {
+  local br n ns
+  br=$(bridge)
+  if ! ip link show "$br" >/dev/null 2>&1; then
+    ip link add "$br" type bridge
+    ip addr add "$SUBNET.1/24" dev "$br"
+  fi
+  ip link set "$br" up
+  for n in $(node_names); do
+    ns=$n
+    [[ -e /run/netns/$ns ]] || ip netns add "$ns"
+    if ! ip link show "$n" >/dev/null 2>&1; then
+      ip link add "$n" type veth peer name "$n-p"
+      ip link set "$n-p" netns "$ns"
+      ip -n "$ns" link set "$n-p" name eth0
+      ip -n "$ns" addr add "$(node_addr "$n")/24" dev eth0
+      ip link set "$n" master "$br"
+    fi
+    ip link set "$n" up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set eth0 up
+  done
+  hosts_add
+}
+
+# Processes of a node (slurmd, job steps, jobs, vQPUs): whatever lives in its
+# network namespace, and nothing else.
+ns_pids() { [[ ! -e /run/netns/$1 ]] || ip netns pids "$1" 2>/dev/null || true; }
+
+# kill_ns NODE: SIGTERM every process in the node, SIGKILL what is left after 5 s.
+kill_ns() {
+  local pids i
+  pids=$(ns_pids "$1")
+  [[ -n $pids ]] || return 0
+  # shellcheck disable=SC2086
+  kill -TERM $pids 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    pids=$(ns_pids "$1")
+    [[ -n $pids ]] || return 0
+    sleep 0.1
+  done
+  log "node $1: SIGKILL to $(echo "$pids" | wc -w) process(es) left after SIGTERM"
+  # shellcheck disable=SC2086
+  kill -KILL $pids 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do [[ -n $(ns_pids "$1") ]] || return 0; sleep 0.1; done
+}
+
+net_down() {
+  local n
+  for n in $(node_names); do
+    kill_ns "$n"
+    ! ip link show "$n" >/dev/null 2>&1 || ip link del "$n"
+    [[ ! -e /run/netns/$n ]] || ip netns del "$n"
+  done
+  ! ip link show "$(bridge)" >/dev/null 2>&1 || ip link del "$(bridge)"
+  hosts_remove
+}
+
+# Node names must resolve on every host (a vQPU advertises its host name), as
+# a site's DNS would do; /etc/hosts is shared by all of them. Rewritten in
+# place: in containers /etc/hosts is often a bind mount that rename cannot replace.
+hosts_add() {
+  local n lines
+  lines="$SUBNET.1 $(ctl_host) # $MARK"
+  for n in $(node_names); do lines+=$'\n'"$(node_addr "$n") $n # $MARK"; done
+  [[ $(grep -F "# $MARK" /etc/hosts 2>/dev/null || true) == "$lines" ]] && return 0
+  hosts_remove
+  printf '%s\n' "$lines" >>/etc/hosts
+}
+
+hosts_remove() {
+  local kept
+  grep -qF "# $MARK" /etc/hosts 2>/dev/null || return 0
+  kept=$(grep -vF "# $MARK" /etc/hosts || true)
+  printf '%s\n' "$kept" >/etc/hosts
+}
+
 # ---------------------------------------------------------------- config ---
 write_config() {
-  local cpus mem real_cpus overrides=""
+  local mem real_cpus overrides="" n gres_nodes nodes_conf="" cpu_nodes
   real_cpus=$(nproc)
-  cpus=${SLURM_TEST_CPUS:-$real_cpus}
   # slurmd would drain a node that claims more CPUs than it has, unless told
   # to report the configured values instead.
-  ((cpus <= real_cpus)) || overrides="SlurmdParameters=config_overrides"
+  ((CPUS <= real_cpus)) || overrides="SlurmdParameters=config_overrides"
   # RealMemory must not exceed what slurmd detects; use 3/4 of MemAvailable.
+  # Every node sees the whole machine; jobs ask for little.
   mem=$(awk '/^MemAvailable:/ { print int($2 / 1024 * 3 / 4) }' /proc/meminfo)
 
   mkdir -p "$D"/{pids,log,run,state,spool,dev,lib}
@@ -162,13 +293,21 @@ write_config() {
   : >"$D/dev/qpu1"
   : >"$D/dev/gpu0"
 
+  for n in $(node_names); do
+    gres_nodes=""
+    [[ $n != "$(gpu_node)" ]] || gres_nodes=" Gres=qpu:2,gpu:1"
+    nodes_conf+="NodeName=$n NodeAddr=$(node_addr "$n") CPUs=$CPUS RealMemory=$mem$gres_nodes State=UNKNOWN"$'\n'
+  done
+  cpu_nodes=$(node_names | paste -sd,)
+  ((NODES == 1)) || cpu_nodes=$(node_names | grep -vx "$(gpu_node)" | paste -sd,)
+
   local acct
   if [[ $ACCOUNTING == none ]]; then
     acct="AccountingStorageType=accounting_storage/none"
   else
     acct="AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=127.0.0.1
-AccountingStoragePort=6819
+AccountingStorageHost=$SUBNET.1
+AccountingStoragePort=$DBD_PORT
 # For slurmdbd connections the munge socket comes from here, not AuthInfo.
 AccountingStoragePass=$MUNGE_SOCKET
 AccountingStorageTRES=gres/qpu,gres/gpu"
@@ -177,20 +316,20 @@ AccountingStorageTRES=gres/qpu,gres/gpu"
   cat >"$D/slurm.conf" <<EOF
 # Generated by tests/slurm/cluster.sh -- do not edit, rewritten on 'up'.
 ClusterName=$CLUSTER
-SlurmctldHost=$NODE(127.0.0.1)
+SlurmctldHost=$(ctl_host)($SUBNET.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$MUNGE_SOCKET
-SlurmctldPort=6817
-SlurmdPort=6818
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
 StateSaveLocation=$D/state
-SlurmdSpoolDir=$D/spool
+SlurmdSpoolDir=$D/spool/%n
 SlurmctldPidFile=$D/run/slurmctld.pid
-SlurmdPidFile=$D/run/slurmd.pid
+SlurmdPidFile=$D/run/slurmd.%n.pid
 SlurmctldLogFile=$D/log/slurmctld.log
-SlurmdLogFile=$D/log/slurmd.log
+SlurmdLogFile=$D/log/slurmd.%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 PlugStackConfig=$D/plugstack.conf
@@ -209,22 +348,27 @@ JobCompType=jobcomp/none
 GresTypes=qpu,gpu
 MailProg=/bin/true
 $overrides
-# Fast turnaround for tests: short kill grace, finished jobs leave squeue soon.
+# Fast turnaround for tests: short kill grace, finished jobs leave squeue soon,
+# a node that stops answering is DOWN (its jobs NODE_FAIL) soon: SlurmdTimeout
+# plus the failed pings, each of which waits MessageTimeout (default 10 s).
 KillWait=5
 MinJobAge=5
 InactiveLimit=0
 Waittime=0
-SlurmdTimeout=30
+MessageTimeout=5
+SlurmdTimeout=10
 ReturnToService=2
 FirstJobId=1
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=qpu:2,gpu:1 State=UNKNOWN
-PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
-PartitionName=gpu Nodes=$NODE MaxTime=INFINITE State=UP
-PartitionName=quantum Nodes=$NODE MaxTime=INFINITE State=UP
+# LLN: each job goes to the least loaded node, so jobs spread over the cpu
+# nodes however many CPUs each has (by default Slurm fills one node first).
+${nodes_conf}PartitionName=cpu Nodes=$cpu_nodes Default=YES LLN=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=$(gpu_node) MaxTime=INFINITE State=UP
+PartitionName=quantum Nodes=$(gpu_node) MaxTime=INFINITE State=UP
 EOF
   # A gpu GRES (an empty device file, there is no GPU) so gpu=N jobs are scheduled as
   # on a real GPU partition; Slurm sets CUDA_VISIBLE_DEVICES for them.
-  printf 'Name=qpu File=%s/dev/qpu[0-1]\nName=gpu File=%s/dev/gpu0\n' "$D" "$D" >"$D/gres.conf"
+  printf 'NodeName=%s Name=qpu File=%s/dev/qpu[0-1]\nNodeName=%s Name=gpu File=%s/dev/gpu0\n' \
+    "$(gpu_node)" "$D" "$(gpu_node)" "$D" >"$D/gres.conf"
   # 'required': an error from the plugin (unknown --qpu name) fails the job;
   # with 'optional' Slurm would ignore it.
   echo "required $D/lib/spank_qpu.so types=$QPU_TYPES" >"$D/plugstack.conf"
@@ -236,8 +380,8 @@ EOF
       cat >"$D/slurmdbd.conf" <<EOF
 # Generated by tests/slurm/cluster.sh
 DbdHost=localhost
-DbdAddr=127.0.0.1
-DbdPort=6819
+DbdAddr=$SUBNET.1
+DbdPort=$DBD_PORT
 SlurmUser=root
 AuthType=auth/munge
 AuthInfo=socket=$MUNGE_SOCKET
@@ -262,16 +406,21 @@ EOF
       die "building spank_qpu.so failed" "$D/log/spank_qpu.build.log"
     mv -f "$so.new" "$so"
   fi
-
-  # Convenience for plain sbatch without SLURM_CONF; never clobber a real one.
-  local etc=/etc/slurm/slurm.conf
-  if [[ ! -e $etc && ! -L $etc ]] || [[ $(readlink "$etc" 2>/dev/null) == "$D/slurm.conf" ]]; then
-    mkdir -p /etc/slurm && ln -sfn "$D/slurm.conf" "$etc"
-  else
-    log "note: $etc exists and is not ours; export SLURM_CONF=$D/slurm.conf"
-  fi
-  echo "$ACCOUNTING" >"$D/accounting"
+  save_settings
 }
+
+# Convenience for plain sbatch without SLURM_CONF, while the cluster is up;
+# never clobber a real one. 'down' removes it again: a Slurm client configured
+# for a controller that does not answer makes every snakemake start wait ~10 s.
+ETC_CONF=/etc/slurm/slurm.conf
+link_etc_conf() {
+  if [[ ! -e $ETC_CONF && ! -L $ETC_CONF ]] || [[ $(readlink "$ETC_CONF" 2>/dev/null) == "$SLURM_CONF" ]]; then
+    mkdir -p /etc/slurm && ln -sfn "$SLURM_CONF" "$ETC_CONF"
+  else
+    log "note: $ETC_CONF exists and is not ours; export SLURM_CONF=$SLURM_CONF"
+  fi
+}
+unlink_etc_conf() { [[ $(readlink "$ETC_CONF" 2>/dev/null) != "$SLURM_CONF" ]] || rm -f "$ETC_CONF"; }
 
 # --------------------------------------------------------------- daemons ---
 start_munged() {
@@ -291,7 +440,7 @@ start_munged() {
 sql() { mariadb --no-defaults --socket="$DB_SOCKET" -uroot -e "$1"; }
 
 start_mariadbd() {
-  need_port "$DB_PORT" "MariaDB; set SLURM_TEST_DB_PORT"
+  need_port "$DB_PORT" MariaDB SLURM_TEST_DB_PORT
   install -d -o mysql -g mysql -m 0755 "$D/mariadb"
   if [[ ! -d $D/mariadb/data/mysql ]]; then
     mariadb-install-db --no-defaults --user=mysql --datadir="$D/mariadb/data" \
@@ -310,7 +459,7 @@ start_mariadbd() {
 }
 
 start_slurmdbd() {
-  need_port 6819 slurmdbd
+  need_port "$DBD_PORT" slurmdbd SLURM_TEST_DBD_PORT
   start slurmdbd slurmdbd -D
   wait_until slurmdbd "sacctmgr to answer" timeout 10 sacctmgr -n show cluster
   # Register cluster/account/user before slurmctld first talks to slurmdbd.
@@ -331,11 +480,11 @@ start_slurmdbd() {
 
 # Job ids normally continue from the saved state, but after a crash that state
 # can be stale; never hand out an id that slurmdbd already has a record of.
-# Left alone while slurmd runs: a changed slurm.conf makes slurmctld log a
+# Left alone while a slurmd runs: a changed slurm.conf makes slurmctld log a
 # config-hash mismatch for the node.
 set_first_job_id() {
-  local next=1 q="SELECT COALESCE(MAX(id_job), 0) + 1 FROM slurm_acct_db.${CLUSTER}_job_table"
-  ! live_pid slurmd >/dev/null || return 0
+  local next=1 n q="SELECT COALESCE(MAX(id_job), 0) + 1 FROM slurm_acct_db.${CLUSTER}_job_table"
+  for n in $(node_names); do ! live_pid "slurmd.$n" >/dev/null || return 0; done
   if live_pid mariadbd >/dev/null; then
     next=$(mariadb --no-defaults --socket="$DB_SOCKET" -uroot -N -e "$q" 2>/dev/null) || next=1
   fi
@@ -344,37 +493,52 @@ set_first_job_id() {
 
 ctld_up() { timeout 10 scontrol ping | grep -q 'is UP'; }
 
+# slurmctld runs on the host's network (the bridge address), under its own
+# hostname: it refuses to start on a host that is not the configured one.
 start_slurmctld() {
-  need_port 6817 slurmctld
+  need_port "$CTLD_PORT" slurmctld SLURM_TEST_CTLD_PORT
   set_first_job_id
   # -i: don't refuse to start over a state file from an unclean stop.
-  start slurmctld slurmctld -D -i
+  # shellcheck disable=SC2016 # $1 is the inner shell's
+  start slurmctld unshare --uts sh -c 'hostname "$1" && exec slurmctld -D -i' sh "$(ctl_host)"
   wait_until slurmctld "scontrol ping" ctld_up
 }
 
-node_ready() {
-  local state
-  state=$(timeout 10 sinfo -h -N -n "$NODE" -o %T | head -n 1)
-  if [[ $state == *drain* ]]; then
-    die "node $NODE is $state: $(sinfo -h -N -n "$NODE" -o %E | head -n 1)" "$(logfile slurmd)"
-  fi
-  # After a slurmctld restart the node shows its saved state (idle/mixed)
-  # for ~5 s before slurmd re-registers, and jobs sit in ReqNodeNotAvail until
-  # then; so ask the scheduler itself (this submits nothing, but uses a job id).
-  timeout 10 sbatch --test-only -o /dev/null --wrap true
+# Every node registered and schedulable. After a slurmctld restart a node shows
+# its saved state (idle/mixed) for ~5 s before its slurmd re-registers, and
+# jobs sit in ReqNodeNotAvail until then; so ask the scheduler itself, per
+# node (this submits nothing, but uses a job id each).
+nodes_ready() {
+  local n state
+  for n in $(node_names); do
+    live_pid "slurmd.$n" >/dev/null || die "slurmd on $n exited" "$D/log/slurmd.$n.out"
+    state=$(timeout 10 sinfo -h -N -n "$n" -o %T | head -n 1)
+    if [[ $state == *drain* ]]; then
+      die "node $n is $state: $(sinfo -h -N -n "$n" -o %E | head -n 1)" "$(logfile "slurmd.$n")"
+    fi
+    timeout 10 sbatch --test-only -o /dev/null -p "$(node_partition "$n")" -w "$n" --wrap true || return 1
+  done
 }
 
+# A node's slurmd: in the node's network namespace, under the node's hostname
+# (its jobs inherit both). nsenter, not 'ip netns exec': that one remounts /sys
+# for the namespace, which hides /sys/fs/cgroup from slurmd. In its own mount
+# namespace the node's /etc/slurm is this cluster's, as on a real node: Slurm
+# commands in its jobs then find the cluster without SLURM_CONF (the slurm
+# plugin's job step drops SLURM_* variables before it calls srun).
 start_slurmd() {
-  need_port 6818 slurmd
-  start slurmd slurmd -D
-  wait_until slurmd "node $NODE to be usable in sinfo" node_ready
+  local n=$1
+  mkdir -p "$D/spool/$n" "$D/etc" /etc/slurm
+  for f in slurm.conf gres.conf plugstack.conf; do ln -sfn "$D/$f" "$D/etc/$f"; done
+  # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
+  start "slurmd.$n" nsenter --net="/run/netns/$n" unshare --uts --mount sh -c \
+    'hostname "$1" && mount --bind "$2" /etc/slurm && exec slurmd -D' sh "$n" "$D/etc"
 }
 
 # --------------------------------------------------------------- actions ---
 status() {
-  local mode ok=0 d pid out
-  mode=$(cat "$D/accounting" 2>/dev/null || echo "$ACCOUNTING")
-  for d in $(daemons "$mode"); do
+  local ok=0 d pid out bad
+  for d in $(daemons); do
     if pid=$(live_pid "$d"); then
       echo "$d: running (pid $pid)"
     else
@@ -382,51 +546,82 @@ status() {
       ok=1
     fi
   done
-  if out=$(timeout 10 sinfo -h -o '%P %a %D %T' 2>&1); then
-    echo "sinfo: ok ($(echo "$out" | tr '\n' ';' | sed 's/;$//'))"
+  if ! live_pid slurmctld >/dev/null; then
+    ok=1 # (sinfo would wait for it in vain)
+  elif out=$(timeout 10 sinfo -h -N -o '%N %P %T' 2>&1); then
+    echo "nodes: $(echo "$out" | tr '\n' ';' | sed 's/;$//')"
+    # down, drained, failing or not responding (a '*' after the state)
+    bad=$(echo "$out" | awk '$3 ~ /down|drain|fail|unk|\*/ { print $1 }' | sort -u | paste -sd,)
+    if [[ -n $bad ]]; then
+      echo "nodes not usable: $bad"
+      ok=1
+    fi
   else
     echo "sinfo: not answering: $(echo "$out" | head -n 1)"
     ok=1
   fi
-  echo "accounting: $mode; export SLURM_CONF=$SLURM_CONF"
+  echo "cluster: $CLUSTER, $NODES node(s), accounting: $ACCOUNTING; export SLURM_CONF=$SLURM_CONF"
   return $ok
 }
 
-up() {
-  local t0=$SECONDS d running=()
-  [[ $ACCOUNTING == none || $ACCOUNTING == slurmdbd ]] ||
-    die "SLURM_TEST_ACCOUNTING must be 'slurmdbd' or 'none', not '$ACCOUNTING'"
-  [[ $EUID -eq 0 ]] || die "must run as root"
-  for d in munged mariadbd slurmdbd slurmctld slurmd; do
-    if live_pid "$d" >/dev/null; then running+=("$d"); fi
+any_running() {
+  local f
+  for f in "$D"/pids/*.pid; do
+    [[ -e $f ]] || continue
+    f=${f##*/}
+    ! live_pid "${f%.pid}" >/dev/null || return 0
   done
-  if ((${#running[@]})); then
+  return 1
+}
+
+up() {
+  local t0=$SECONDS d want_nodes=$1
+  [[ $EUID -eq 0 ]] || die "must run as root"
+  ! live_pid slurmd >/dev/null ||
+    die "a cluster started by an older cluster.sh (one node, no namespaces) runs in $D; run '$0 down' first"
+  if any_running; then
     # Never rewrite the config under running daemons; only fill in gaps.
-    local mode
-    mode=$(cat "$D/accounting" 2>/dev/null || echo slurmdbd)
-    [[ $mode == "$ACCOUNTING" ]] ||
-      die "cluster is running with accounting=$mode; run '$0 down' before switching to $ACCOUNTING"
+    [[ ${SLURM_TEST_ACCOUNTING:-$ACCOUNTING} == "$ACCOUNTING" ]] ||
+      die "cluster is running with accounting=$ACCOUNTING; run '$0 down' before switching"
+    [[ -z $want_nodes || $want_nodes == "$NODES" ]] ||
+      die "cluster is running with $NODES node(s); run '$0 down' before asking for $want_nodes"
     if status >/dev/null 2>&1; then
       status
       return 0
     fi
-    log "partially up (${running[*]}); starting the rest"
+    log "partially up; starting the rest"
   else
+    # A fresh start that fails or is interrupted takes down what it started.
+    trap 'log "up did not finish; stopping what it started"; down >/dev/null 2>&1 || true' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    settings_from_env # a stopped cluster is rebuilt as asked now
+    NODES=${want_nodes:-$NODES}
+    [[ $NODES =~ ^[1-9][0-9]?$ ]] || die "--nodes must be a number from 1 to 99, not '$NODES'"
+    [[ $ACCOUNTING == none || $ACCOUNTING == slurmdbd ]] ||
+      die "SLURM_TEST_ACCOUNTING must be 'slurmdbd' or 'none', not '$ACCOUNTING'"
     mkdir -p "$D/log"
     install_packages
     write_config
   fi
-  for d in $(daemons "$ACCOUNTING"); do
-    live_pid "$d" >/dev/null || "start_$d"
+  net_up
+  link_etc_conf
+  for d in $(daemons); do
+    live_pid "$d" >/dev/null && continue
+    case $d in
+      slurmd.*) start_slurmd "${d#slurmd.}" ;;
+      *) "start_$d" ;;
+    esac
   done
-  wait_until slurmd "node $NODE to be usable in sinfo" node_ready
+  wait_until slurmctld "every node to be usable" nodes_ready
+  trap - EXIT INT TERM
   status
   log "cluster up in $((SECONDS - t0))s"
 }
 
 down() {
-  local pid i
-  if ctld_up 2>/dev/null; then
+  local i n
+  if live_pid slurmctld >/dev/null && ctld_up 2>/dev/null; then
     # Cancel everything first so no job outlives its slurmd.
     squeue -h -o %A | xargs -r scancel 2>/dev/null || true
     for ((i = 0; i < 60; i++)); do
@@ -434,19 +629,15 @@ down() {
       sleep 0.5
     done
   fi
-  stop slurmd slurmctld
-  # Job steps (slurmstepd) are children of slurmd that outlive it; reap the
-  # ones that belong to this cluster (they inherit our SLURM_CONF).
-  { grep -lx slurmstepd /proc/[0-9]*/comm 2>/dev/null || true; } | cut -d/ -f3 | while read -r pid; do
-    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "SLURM_CONF=$SLURM_CONF"; then
-      kill_tree "$pid"
-    fi
-  done
+  # shellcheck disable=SC2046
+  stop slurmctld slurmd $(node_names | sed 's/^/slurmd./') # (slurmd: an older cluster.sh's one node)
+  # Job steps (slurmstepd) outlive their slurmd: stop what is left in each node.
+  net_down
   # slurmdbd still writes to MariaDB while it shuts down.
   stop slurmdbd
   stop mariadbd munged
+  unlink_etc_conf
   if [[ ${1:-} == --purge ]]; then
-    [[ $(readlink /etc/slurm/slurm.conf 2>/dev/null) != "$D/slurm.conf" ]] || rm -f /etc/slurm/slurm.conf
     rm -rf "$D"
     log "purged $D"
   fi
@@ -455,17 +646,55 @@ down() {
 restart_ctld() {
   stop slurmctld
   start_slurmctld
-  wait_until slurmd "node $NODE to be usable in sinfo" node_ready
+  wait_until slurmctld "every node to be usable" nodes_ready
   log "slurmctld restarted (pid $(live_pid slurmctld))"
 }
 
+need_node() { node_addr "${1:-}" >/dev/null || die "no node '${1:-}'; nodes: $(node_names | paste -sd' ')"; }
+
+# kill-slurmd NODE: its slurmd dies (SIGKILL); its jobs' steps run on.
+kill_slurmd() {
+  local pid
+  need_node "$1"
+  pid=$(live_pid "slurmd.$1") || die "slurmd on $1 is not running"
+  kill -KILL "$pid"
+  while [[ -d /proc/$pid ]]; do sleep 0.1; done
+  log "killed slurmd on $1 (pid $pid); 'up' starts it again"
+}
+
+# kill-node NODE: the node is gone: everything on it is killed and its link
+# goes down, so nothing on it answers any more. 'up' brings it back.
+kill_node() {
+  local pids
+  need_node "$1"
+  ip link set "$1" down
+  pids=$(ns_pids "$1")
+  # shellcheck disable=SC2086
+  [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
+  while [[ -n $(ns_pids "$1") ]]; do sleep 0.1; done
+  log "node $1 is down ($(echo "$pids" | wc -w) process(es) killed); 'up' starts it again"
+}
+
 case ${1:-} in
-  up) up ;;
+  up)
+    nodes=""
+    case ${2:-} in
+      "") ;;
+      --nodes) nodes=${3:-} ;;
+      --nodes=*) nodes=${2#--nodes=} ;;
+      *) die "usage: $0 up [--nodes N]" ;;
+    esac
+    [[ -n $nodes || $# -le 2 ]] || die "usage: $0 up [--nodes N]"
+    [[ -z $nodes ]] || [[ $nodes =~ ^[1-9][0-9]?$ ]] || die "--nodes must be a number from 1 to 99, not '$nodes'"
+    up "$nodes"
+    ;;
   down) down "${2:-}" ;;
   status) status ;;
   restart-ctld) restart_ctld ;;
+  kill-slurmd) kill_slurmd "${2:-}" ;;
+  kill-node) kill_node "${2:-}" ;;
   *)
-    echo "usage: $0 up|down [--purge]|status|restart-ctld" >&2
+    echo "usage: $0 up [--nodes N]|down [--purge]|status|restart-ctld|kill-slurmd NODE|kill-node NODE" >&2
     exit 2
     ;;
 esac
