@@ -154,9 +154,10 @@ def run(ctx: Context) -> Section:
             estimate = statistics.median(base[hi]) + bslope * (n - hi)
             speedup = estimate / statistics.median(ours[n])
             target = f">= {TARGET_SPEEDUP:g}x" if n == TARGET_N else ""
-            section.add(Row(f"N={n}: speedup vs EXTRAPOLATED base", Stats.of(ours[n]), Stats.of([estimate]),
+            # An extrapolated baseline is never counted as met (or missed): the target stays open.
+            section.add(Row(f"N={n}: speedup vs EXTRAPOLATED base (not counted)", Stats.of(ours[n]), Stats.of([estimate]),
                             ratio=speedup, ratio_label="speedup base/ours", note="baseline not run",
-                            target=target, met=(speedup >= TARGET_SPEEDUP) if target else None))
+                            target=target, met=None))
             section.note(
                 f"The baseline at N={n} was **not run** (it would take ~{estimate / 60:.0f} min); its "
                 f"{estimate:.0f} s is a linear **extrapolation** from the measured N={lo} and N={hi} "

@@ -130,7 +130,10 @@ def main(argv: list[str]) -> int:
         for r in s.rows]} for s in sections}
     if not partial:  # the figures README and docs quote: only ever from a full run
         dump_json(HERE / "last_run.json", {"command": command, "machine": info, "total_seconds": total, "results": raw})
-        print(f"wrote {HERE / 'last_run.json'}")
+        from benchmarks.readme import update as update_readme
+
+        update_readme()
+        print(f"wrote {HERE / 'last_run.json'} and the README's benchmarks table")
     return 1 if any(s.skipped.startswith("FAILED") for s in sections) else 0
 
 
