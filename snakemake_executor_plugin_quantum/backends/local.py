@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +101,9 @@ class LocalResource(QuantumResource):
         self._lock = threading.Lock()
         self._queued = 0
         self.counters = {"started": 0, "completed": 0, "failed": 0, "cancelled": 0, "rejected": 0}
+        # Called with a task id (under the resource's lock, so it must not block) whenever
+        # a task finishes: the vQPU service wakes its long-polls with it.
+        self.on_finish: Callable[[str], None] | None = None
 
     # ---------------------------------------------------------------- contract
 
@@ -284,6 +288,8 @@ class LocalResource(QuantumResource):
         self.counters[{"Completed": "completed", "Failed": "failed", "Cancelled": "cancelled"}[status.value]] += 1
         record.log(f"{status.value.lower()}" + (f": {error}" if error else ""))
         record.done.set()
+        if self.on_finish is not None:
+            self.on_finish(record.id)
         # Keep memory bounded under any load: forget the oldest finished tasks.
         self._finished_ids[record.id] = None
         while len(self._finished_ids) > self.keep_finished:

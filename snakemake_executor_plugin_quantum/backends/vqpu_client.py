@@ -24,9 +24,10 @@ from ..errors import (
 from ..resources.events import VQPUEvent, default_event_dir, event_path, wait_for_event
 from ..resources.types import VQPU
 from .base import QuantumResource, TaskStatus
-from .wire import JSONConnection, WireError
+from .wire import CertificateMismatch, JSONConnection, ProtocolError, WireError
 
 LONG_POLL_SECONDS = 30.0
+REPLY_SECONDS = 60.0  # for a reply, beyond any long-poll wait the request asked for
 BUSY_RETRIES = 8
 
 
@@ -41,6 +42,11 @@ class VQPUClient(QuantumResource):
             self.ready_timeout = float(wait) if connect_timeout is None else connect_timeout
         except ValueError:
             raise QuantumError(f"QRMI_VQPU_WAIT_SECONDS={wait!r} must be a number of seconds") from None
+        reply_mb = settings.get("QRMI_VQPU_MAX_REPLY_MB") or "256"
+        try:
+            self.max_reply_bytes = int(float(reply_mb) * 2**20)
+        except ValueError:
+            raise QuantumError(f"QRMI_VQPU_MAX_REPLY_MB={reply_mb!r} must be a number of MiB") from None
         self._event: VQPUEvent | None = None
         self._conn: JSONConnection | None = None
 
@@ -55,7 +61,7 @@ class VQPUClient(QuantumResource):
     def _connection(self) -> JSONConnection:
         if self._conn is None:
             event = self.event
-            self._conn = JSONConnection(event.host, event.port, timeout=LONG_POLL_SECONDS + 30)
+            self._conn = JSONConnection(event.host, event.port, REPLY_SECONDS, self.max_reply_bytes)
         return self._conn
 
     def close(self) -> None:
@@ -63,21 +69,23 @@ class VQPUClient(QuantumResource):
             self._conn.close()
             self._conn = None
 
-    def _request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    def _request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, wait: float = 0.0
+    ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         delay = 0.05
         for attempt in range(BUSY_RETRIES + 1):
-            status, payload = self._send(method, path, data, headers)
+            status, payload = self._send(method, path, data, headers, wait)
             if status != 503 or attempt == BUSY_RETRIES:
                 return status, payload
             time.sleep(delay)  # queue full: back off and retry
             delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
 
-    def _send(self, method: str, path: str, data: bytes | None, extra: dict[str, str] | None = None) -> tuple[int, Any]:
+    def _send(self, method: str, path: str, data: bytes | None, extra: dict[str, str] | None = None, wait: float = 0.0) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.event.token}", "Content-Type": "application/json", **(extra or {})}
         try:
-            status, raw = self._connection().request(method, path, data, headers)
+            status, raw = self._connection().request(method, path, data, headers, REPLY_SECONDS + wait)
         except WireError as exc:
             self.close()
             raise ResourceUnavailableError(self._diagnose(exc)) from None
@@ -89,6 +97,10 @@ class VQPUClient(QuantumResource):
     def _diagnose(self, exc: BaseException) -> str:
         event = self._event
         where = f"{event.host}:{event.port}" if event else self.event_file
+        if isinstance(exc, CertificateMismatch):
+            return f"vQPU '{self.resource_id}' at {where} refused: {exc}; not sending the token (is another server on that port?)"
+        if isinstance(exc, ProtocolError):
+            return f"vQPU '{self.resource_id}' at {where} sent a reply the client refuses: {exc}"
         alive = event.process_alive() if event else None
         if alive is False:
             return f"vQPU '{self.resource_id}' is gone: its process {event.pid} exited ({where} refused the connection)"  # type: ignore[union-attr]
@@ -154,7 +166,7 @@ class VQPUClient(QuantumResource):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = LONG_POLL_SECONDS if deadline is None else max(0.0, min(LONG_POLL_SECONDS, deadline - time.monotonic()))
-            reply = self._check(*self._request("GET", f"/v1/tasks/{quote(task_id)}?wait={wait:.3f}"), "read the task status")
+            reply = self._check(*self._request("GET", f"/v1/tasks/{quote(task_id)}?wait={wait:.3f}", wait=wait), "read the task status")
             status = TaskStatus(reply["status"])
             if status.finished:
                 return status
@@ -170,7 +182,7 @@ class VQPUClient(QuantumResource):
         self.last_task_id = uuid.uuid4().hex
         wait = LONG_POLL_SECONDS if timeout is None else max(0.0, min(LONG_POLL_SECONDS, timeout))
         started = time.monotonic()
-        status, reply = self._request("POST", f"/v1/tasks?wait={wait:.3f}", payload, {"X-Task-Id": self.last_task_id})
+        status, reply = self._request("POST", f"/v1/tasks?wait={wait:.3f}", payload, {"X-Task-Id": self.last_task_id}, wait)
         if status == 200:
             return reply
         if status == 409:  # finished, but Failed or Cancelled
@@ -184,7 +196,7 @@ class VQPUClient(QuantumResource):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             wait = LONG_POLL_SECONDS if deadline is None else max(0.0, min(LONG_POLL_SECONDS, deadline - time.monotonic()))
-            status, payload = self._request("GET", f"/v1/tasks/{quote(task_id)}/result?wait={wait:.3f}")
+            status, payload = self._request("GET", f"/v1/tasks/{quote(task_id)}/result?wait={wait:.3f}", wait=wait)
             if status != 202:
                 return self._check(status, payload, "read the result")
             if deadline is not None and time.monotonic() >= deadline:

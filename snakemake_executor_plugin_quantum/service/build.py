@@ -49,6 +49,8 @@ def options_from(args: argparse.Namespace, settings: dict[str, str]) -> ServiceO
         parent_pid=args.parent_pid,
         max_request_bytes=int(_number(settings, "QRMI_VQPU_MAX_REQUEST_MB", 64, args.max_request_mb) * 2**20),
         slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+        max_connections=setting_number(settings, "QRMI_VQPU_MAX_CONNECTIONS", 512, int, minimum=1),
+        connection_idle_seconds=setting_number(settings, "QRMI_VQPU_CONNECTION_IDLE_SECONDS", 5.0, float, minimum=0.1),
     )
 
 

@@ -13,14 +13,17 @@ Routes (all need ``Authorization: Bearer <token>``; the token is in the event fi
     DELETE /v1/tasks/<id>                  stop the task
     POST   /v1/shutdown                    stop the service (for services on other nodes)
 
-The server is the standard library's threading HTTP server; every request is bounded
-(size, JSON depth, long-poll time) and a bad request is a 4xx with a one-line message.
+Connections, request sizes and time are bounded by the HTTP layer (``http.py``); a bad
+request is a 4xx with a one-line message. Handlers run in a small thread pool (parsing
+and preparing a circuit can take a while); long-polls wait on the event loop, so a
+thousand clients waiting for their tasks hold no thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
-import json
 import logging
 import os
 import re
@@ -29,22 +32,24 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from ..backends.local import LocalResource, UnknownTaskError
 from ..errors import PayloadError, QuantumError, ResourceUnavailableError, TaskFailedError
 from ..payloads.inputs import decode_json
 from ..procs import pid_alive
 from ..resources.events import VQPUEvent, clear_event, write_event
+from .http import HTTPError, HTTPServer, Reply, Request, ServerLimits
 
 log = logging.getLogger(__name__)
 
 MAX_WAIT_SECONDS = 60.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+HANDLER_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class ServiceOptions:
     parent_pid: int | None = None
     max_request_bytes: int = 64 * 1024 * 1024
     slurm_job_id: str | None = None
+    max_connections: int = 512
+    connection_idle_seconds: float = 5.0
 
 
 class VQPUService:
@@ -75,16 +82,22 @@ class VQPUService:
         self._activity_lock = threading.Lock()
         self._stop = threading.Event()
         self.stop_reason = ""
-        self.httpd = _Server((options.host, options.port), _Handler)
-        self.httpd.service = self
-        self.port = self.httpd.server_address[1]
+        limits = ServerLimits(
+            max_connections=options.max_connections,
+            idle_seconds=options.connection_idle_seconds,
+            max_body_bytes=options.max_request_bytes,
+        )
+        self.http = HTTPServer(options.host, options.port, self._handle, limits)
+        self.port = self.http.port
+        self._pool = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="request")
+        self._waiters = _Waiters()
+        resource.on_finish = lambda task_id: self.http.call_soon(self._waiters.wake, task_id)
 
     # ----------------------------------------------------------- lifecycle
 
     def serve(self) -> str:
         """Serve until stopped (signal, idle, walltime, parent gone, shutdown request)."""
-        server = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True)
-        server.start()
+        self.http.start()
         keeper = threading.Thread(target=self._housekeeping, name="housekeeping", daemon=True)
         keeper.start()
         if self.options.event_file:
@@ -110,8 +123,8 @@ class VQPUService:
         # The event goes first, so no client finds a service that is going away.
         if self.options.event_file:
             clear_event(self.options.event_file, pid=os.getpid())
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.http.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self.resource.close()
         log.info("vQPU %s stopped: %s", self.options.name, self.stop_reason)
 
@@ -153,198 +166,183 @@ class VQPUService:
             self._in_flight += delta
             self._last_activity = time.monotonic()
 
+    # ------------------------------------------------------------- requests
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    service: VQPUService
+    async def _handle(self, request: Request) -> Reply:
+        self.touch(+1)
+        try:
+            self._authorize(request)
+            return await self._route(request)
+        finally:
+            self.touch(-1)
+
+    def _authorize(self, request: Request) -> None:
+        if not self.token:
+            return
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header.startswith("Bearer ") else ""
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            raise HTTPError(HTTPStatus.UNAUTHORIZED, "missing or wrong token (see the vQPU's event file)")
+
+    async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run blocking work in the handler pool; our errors become HTTP errors."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+        except QuantumError as exc:
+            raise _http_error(exc) from None
+        except HTTPError:
+            raise
+        except Exception as exc:  # a request must never take the service down
+            log.exception("request failed")
+            raise HTTPError(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(exc).__name__}") from None
+
+    async def _route(self, request: Request) -> Reply:
+        resource = self.resource
+        method, path = request.method, request.path
+        if method == "GET" and path == "/v1/health":
+            return Reply.json(HTTPStatus.OK, {"ok": True, "name": self.options.name, "engine": resource.engine.engine, "pid": os.getpid(), "uptime": round(time.time() - self.started, 3)})
+        if method == "GET" and path == "/v1/target":
+            return await self._call(_ok, resource.target)
+        if method == "GET" and path == "/v1/metadata":
+            return await self._call(_ok, resource.metadata)
+        if method == "POST" and path == "/v1/tasks":
+            return await self._start_task(request)
+        if method == "POST" and path == "/v1/acquire":
+            return Reply.json(HTTPStatus.OK, {"token": resource.acquire()})
+        if method == "POST" and path == "/v1/release":
+            body = await self._call(_decode, await request.body())
+            if not isinstance(body, dict) or not isinstance(body.get("token"), str):
+                raise HTTPError(HTTPStatus.BAD_REQUEST, "release needs {\"token\": \"...\"}")
+            resource.release(body["token"])
+            return Reply.json(HTTPStatus.OK, {"released": True})
+        if method == "POST" and path == "/v1/shutdown":
+            self.stop("shutdown requested over HTTP")
+            return Reply.json(HTTPStatus.OK, {"stopping": True})
+        if method in ("PUT", "PATCH"):
+            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} not allowed on {path}")
+        match = _TASK.match(path)
+        if match is None:
+            raise HTTPError(HTTPStatus.NOT_FOUND, f"no route {method} {path}")
+        task_id, sub = match.group(1), match.group(2)
+        if method == "DELETE" and not sub:
+            return await self._call(self._stop_task, task_id)
+        if method != "GET":
+            raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} not allowed on {path}")
+        if sub == "/logs":
+            return await self._call(lambda: Reply.json(HTTPStatus.OK, {"task_id": task_id, "logs": resource.task_logs(task_id)}))
+        await self._long_poll(task_id, request)
+        if sub == "/result":
+            return await self._call(self._result_reply, task_id)
+        status = self._status(task_id)
+        return Reply.json(HTTPStatus.OK, {"task_id": task_id, "status": status.value})
+
+    async def _start_task(self, request: Request) -> Reply:
+        wanted = request.headers.get("x-task-id")
+        if wanted is not None and not _TASK_ID.match(wanted):
+            raise HTTPError(HTTPStatus.BAD_REQUEST, "X-Task-Id must be 32 lowercase hex digits")
+        wait = _wait_seconds(request) if "wait" in request.query else None
+        body = await request.body()
+
+        def start() -> tuple[str, Reply | None]:
+            task_id = self.resource.task_start(_decode(body), task_id=wanted)
+            if wait is not None and self.resource.task_status(task_id).finished:
+                return task_id, self._result_reply(task_id)  # one hop for quick tasks
+            return task_id, None
+
+        task_id, reply = await self._call(start)
+        if reply is not None:
+            return reply
+        if wait is None:
+            return Reply.json(HTTPStatus.CREATED, {"task_id": task_id})
+        await self._waiters.wait(lambda: self._status(task_id).finished, task_id, wait)
+        if not self._status(task_id).finished:
+            return Reply.json(HTTPStatus.CREATED, {"task_id": task_id})
+        return await self._call(self._result_reply, task_id)
+
+    def _result_reply(self, task_id: str) -> Reply:
+        status = self.resource.task_status(task_id)
+        if not status.finished:
+            return Reply.json(HTTPStatus.ACCEPTED, {"task_id": task_id, "status": status.value})
+        return Reply.json(HTTPStatus.OK, self.resource.task_result(task_id))
+
+    def _stop_task(self, task_id: str) -> Reply:
+        self.resource.task_stop(task_id)
+        return Reply.json(HTTPStatus.OK, {"task_id": task_id, "status": self.resource.task_status(task_id).value})
+
+    def _status(self, task_id: str) -> Any:
+        try:
+            return self.resource.task_status(task_id)
+        except UnknownTaskError as exc:
+            raise HTTPError(HTTPStatus.NOT_FOUND, str(exc)) from None
+
+    async def _long_poll(self, task_id: str, request: Request) -> None:
+        wait = _wait_seconds(request)
+        await self._waiters.wait(lambda: self._status(task_id).finished, task_id, wait)
 
 
-class _HTTPError(Exception):
-    def __init__(self, status: HTTPStatus, message: str):
-        super().__init__(message)
-        self.status = status
+class _Waiters:
+    """Long-polls waiting for tasks: futures on the event loop, woken when a task finishes.
+
+    Every method runs on the loop thread (the resource's finish hook is marshalled there),
+    so registering and checking cannot race with the wake-up.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[asyncio.Future[None]]] = {}
+
+    async def wait(self, finished: Callable[[], bool], task_id: str, seconds: float) -> None:
+        if seconds <= 0 or finished():
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(task_id, set())
+        waiting.add(future)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await future
+        finally:
+            waiting.discard(future)
+            if not waiting and self._waiting.get(task_id) is waiting:
+                del self._waiting[task_id]
+
+    def wake(self, task_id: str) -> None:
+        for future in self._waiting.pop(task_id, ()):
+            if not future.done():
+                future.set_result(None)
 
 
 _TASK = re.compile(r"^/v1/tasks/([0-9a-f]{32})(/result|/logs)?$")
 _TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "vqpu/1"
-    timeout = 120  # idle keep-alive connections do not hold a thread forever
-    # Headers and body go out in separate writes; with Nagle on, each reply waits for
-    # the client's delayed ACK (~40 ms).
-    disable_nagle_algorithm = True
-    server: _Server
+def _ok(function: Callable[[], Any]) -> Reply:
+    return Reply.json(HTTPStatus.OK, function())
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s %s", self.address_string(), format % args)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        self._dispatch("GET")
+def _decode(body: bytes) -> Any:
+    if not body.strip():
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "request body is empty")
+    return decode_json(body, what="request body")
 
-    def do_POST(self) -> None:  # noqa: N802
-        self._dispatch("POST")
 
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._dispatch("DELETE")
+def _wait_seconds(request: Request) -> float:
+    raw = request.query.get("wait", ["0"])[0]
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"wait={raw!r} is not a number of seconds") from None
+    if wait != wait:  # NaN
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"wait={raw!r} is not a number of seconds")
+    return min(max(wait, 0.0), MAX_WAIT_SECONDS)
 
-    def do_PUT(self) -> None:  # noqa: N802
-        self._discard_body()
-        self._reply(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"PUT not allowed on {self.path}"})
 
-    do_PATCH = do_PUT
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Errors the standard library raises itself (bad request line, unknown method) as JSON too."""
-        self.close_connection = True
-        self._reply(HTTPStatus(code), {"error": message or explain or HTTPStatus(code).phrase})
-
-    def _dispatch(self, method: str) -> None:
-        service = self.server.service
-        service.touch(+1)
-        try:
-            self._authorize(service)
-            url = urlsplit(self.path)
-            status, body = self._route(service, method, url.path, parse_qs(url.query))
-        except _HTTPError as exc:
-            status, body = exc.status, {"error": str(exc)}
-        except UnknownTaskError as exc:
-            status, body = HTTPStatus.NOT_FOUND, {"error": str(exc)}
-        except TaskFailedError as exc:
-            status, body = HTTPStatus.CONFLICT, {"error": str(exc)}
-        except ResourceUnavailableError as exc:
-            status, body = HTTPStatus.SERVICE_UNAVAILABLE, {"error": str(exc)}
-        except PayloadError as exc:  # ResourceLimitError too: the kind lets clients tell them apart
-            status, body = HTTPStatus.BAD_REQUEST, {"error": str(exc), "kind": type(exc).__name__}
-        except QuantumError as exc:
-            status, body = HTTPStatus.BAD_REQUEST, {"error": str(exc)}
-        except Exception as exc:  # a request must never take the service down
-            log.exception("request %s %s failed", method, self.path)
-            status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {type(exc).__name__}"}
-        finally:
-            service.touch(-1)
-        self._reply(status, body)
-
-    def _authorize(self, service: VQPUService) -> None:
-        if not service.token:
-            return
-        header = self.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else ""
-        if not hmac.compare_digest(given.encode(), service.token.encode()):
-            self._discard_body()
-            raise _HTTPError(HTTPStatus.UNAUTHORIZED, "missing or wrong token (see the vQPU's event file)")
-
-    def _route(self, service: VQPUService, method: str, path: str, query: dict[str, list[str]]) -> tuple[HTTPStatus, Any]:
-        resource = service.resource
-        if method == "GET" and path == "/v1/health":
-            return HTTPStatus.OK, {"ok": True, "name": service.options.name, "engine": resource.engine.engine, "pid": os.getpid(), "uptime": round(time.time() - service.started, 3)}
-        if method == "GET" and path == "/v1/target":
-            return HTTPStatus.OK, resource.target()
-        if method == "GET" and path == "/v1/metadata":
-            return HTTPStatus.OK, resource.metadata()
-        if method == "POST" and path == "/v1/tasks":
-            wanted = self.headers.get("X-Task-Id")
-            if wanted is not None and not _TASK_ID.match(wanted):
-                raise _HTTPError(HTTPStatus.BAD_REQUEST, "X-Task-Id must be 32 lowercase hex digits")
-            task_id = resource.task_start(self._json_body(service), task_id=wanted)
-            if "wait" in query:  # one round trip for quick tasks: start, wait, return the result
-                self._long_poll(resource, task_id, query)
-                if resource.task_status(task_id).finished:
-                    return HTTPStatus.OK, resource.task_result(task_id)
-            return HTTPStatus.CREATED, {"task_id": task_id}
-        if method == "POST" and path == "/v1/acquire":
-            self._discard_body()
-            return HTTPStatus.OK, {"token": resource.acquire()}
-        if method == "POST" and path == "/v1/release":
-            body = self._json_body(service)
-            if not isinstance(body, dict) or not isinstance(body.get("token"), str):
-                raise _HTTPError(HTTPStatus.BAD_REQUEST, "release needs {\"token\": \"...\"}")
-            resource.release(body["token"])
-            return HTTPStatus.OK, {"released": True}
-        if method == "POST" and path == "/v1/shutdown":
-            self._discard_body()
-            service.stop("shutdown requested over HTTP")
-            return HTTPStatus.OK, {"stopping": True}
-        match = _TASK.match(path)
-        if match is None:
-            raise _HTTPError(HTTPStatus.NOT_FOUND, f"no route {method} {path}")
-        task_id, sub = match.group(1), match.group(2)
-        if method == "DELETE" and not sub:
-            resource.task_stop(task_id)
-            return HTTPStatus.OK, {"task_id": task_id, "status": resource.task_status(task_id).value}
-        if method != "GET":
-            raise _HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} not allowed on {path}")
-        if sub == "/logs":
-            return HTTPStatus.OK, {"task_id": task_id, "logs": resource.task_logs(task_id)}
-        self._long_poll(resource, task_id, query)
-        status = resource.task_status(task_id)
-        if sub == "/result":
-            if not status.finished:
-                return HTTPStatus.ACCEPTED, {"task_id": task_id, "status": status.value}
-            return HTTPStatus.OK, resource.task_result(task_id)
-        return HTTPStatus.OK, {"task_id": task_id, "status": status.value}
-
-    def _long_poll(self, resource: LocalResource, task_id: str, query: dict[str, list[str]]) -> None:
-        raw = query.get("wait", ["0"])[0]
-        try:
-            wait = min(max(float(raw), 0.0), MAX_WAIT_SECONDS)
-        except ValueError:
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, f"wait={raw!r} is not a number of seconds") from None
-        if wait:
-            try:
-                resource.wait(task_id, timeout=wait)
-            except QuantumError as exc:
-                if isinstance(exc, UnknownTaskError):
-                    raise
-                # Timed out: the caller sees the current status and polls again.
-
-    def _json_body(self, service: VQPUService) -> Any:
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            self.close_connection = True
-            raise _HTTPError(HTTPStatus.LENGTH_REQUIRED, "a body needs a Content-Length")
-        try:
-            length = int(length_header)
-        except ValueError:
-            self.close_connection = True
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, "Content-Length is not a number") from None
-        if length < 0 or length > service.options.max_request_bytes:
-            self.close_connection = True  # the unread body must not be parsed as a request
-            raise _HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request of {length} bytes exceeds the limit of {service.options.max_request_bytes}")
-        data = self.rfile.read(length)
-        if len(data) != length:
-            self.close_connection = True
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, "request body shorter than its Content-Length")
-        if not data.strip():
-            raise _HTTPError(HTTPStatus.BAD_REQUEST, "request body is empty")
-        return decode_json(data, what="request body")
-
-    def _discard_body(self) -> None:
-        length = self.headers.get("Content-Length")
-        try:
-            remaining = int(length) if length else 0
-        except ValueError:
-            remaining = -1
-        if remaining < 0 or remaining > 1 << 20:
-            self.close_connection = True
-            return
-        if remaining:
-            self.rfile.read(remaining)
-
-    def _reply(self, status: HTTPStatus, body: Any) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status == HTTPStatus.SERVICE_UNAVAILABLE:
-                self.send_header("Retry-After", "1")
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+def _http_error(exc: QuantumError) -> HTTPError:
+    if isinstance(exc, UnknownTaskError):
+        return HTTPError(HTTPStatus.NOT_FOUND, str(exc))
+    if isinstance(exc, TaskFailedError):
+        return HTTPError(HTTPStatus.CONFLICT, str(exc))
+    if isinstance(exc, ResourceUnavailableError):
+        return HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
+    if isinstance(exc, PayloadError):  # ResourceLimitError too: the kind lets clients tell them apart
+        return HTTPError(HTTPStatus.BAD_REQUEST, str(exc), kind=type(exc).__name__)
+    return HTTPError(HTTPStatus.BAD_REQUEST, str(exc))

@@ -6,10 +6,12 @@ import http.client
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -34,6 +36,24 @@ GHZ = (CIRCUITS / "ghz5.qasm").read_text()
 SAMPLE = {"program_id": "sampler", "parameters": {"pubs": [[GHZ]], "shots": 200}}
 
 
+@pytest.fixture(scope="module")
+def vqpu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """One Aer vQPU with the default limits, shared by the tests that do not stop or break it."""
+    service = start_service("sim", tmp_path_factory.mktemp("events"), "--engine", "aer", "--lanes", "2", shared=True)
+    yield service
+    stop_service(service)
+    assert not service.event_file.exists(), "the event file must be removed on shutdown"
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A vQPU with tight connection limits: 8 connections, closed after 1 s idle."""
+    env = clean_env(lim_QRMI_VQPU_MAX_CONNECTIONS="8", lim_QRMI_VQPU_CONNECTION_IDLE_SECONDS="1")
+    service = start_service("lim", tmp_path_factory.mktemp("events"), "--lanes", "1", env=env, shared=True)
+    yield service
+    stop_service(service)
+
+
 def client(service: Service) -> VQPUClient:
     return VQPUClient(service.name, {"QRMI_VQPU_EVENT_FILE": str(service.event_file)})
 
@@ -54,20 +74,20 @@ def auth(service: Service) -> dict:
     return {"Authorization": f"Bearer {service.event()['token']}"}
 
 
-def test_event_file_is_private_and_complete(aer_vqpu: Service) -> None:
-    mode = stat.S_IMODE(os.stat(aer_vqpu.event_file).st_mode)
+def test_event_file_is_private_and_complete(vqpu: Service) -> None:
+    mode = stat.S_IMODE(os.stat(vqpu.event_file).st_mode)
     assert mode == 0o600
-    event = aer_vqpu.event()
+    event = vqpu.event()
     assert {"name", "host", "port", "pid", "token", "engine", "qubits", "started"} <= set(event)
-    assert event["pid"] == aer_vqpu.process.pid and event["host"] == "127.0.0.1" and event["engine"] == "aer"
+    assert event["pid"] == vqpu.process.pid and event["host"] == "127.0.0.1" and event["engine"] == "aer"
 
 
 @pytest.mark.parametrize("token", [None, "Bearer wrong", "Basic abc"])
-def test_missing_or_wrong_token_gets_401(aer_vqpu: Service, token: str | None) -> None:
+def test_missing_or_wrong_token_gets_401(vqpu: Service, token: str | None) -> None:
     headers = {"Authorization": token} if token else {}
-    status, body = raw(aer_vqpu, "POST", "/v1/tasks", json.dumps(SAMPLE).encode(), headers)
+    status, body = raw(vqpu, "POST", "/v1/tasks", json.dumps(SAMPLE).encode(), headers)
     assert status == 401 and "token" in body["error"]
-    assert client(aer_vqpu).health()["ok"]
+    assert client(vqpu).health()["ok"]
 
 
 @pytest.mark.parametrize(
@@ -84,18 +104,18 @@ def test_missing_or_wrong_token_gets_401(aer_vqpu: Service, token: str | None) -
         ("GET", "/v1/tasks/" + "0" * 32 + "?wait=soon", None, 400, "is not a number"),
     ],
 )
-def test_malformed_requests_get_4xx_and_the_service_keeps_serving(aer_vqpu: Service, method: str, path: str, body: bytes | None, status: int, message: str | None) -> None:
-    got, reply = raw(aer_vqpu, method, path, body, auth(aer_vqpu))
+def test_malformed_requests_get_4xx_and_the_service_keeps_serving(vqpu: Service, method: str, path: str, body: bytes | None, status: int, message: str | None) -> None:
+    got, reply = raw(vqpu, method, path, body, auth(vqpu))
     assert got == status
     if message:
         assert message in reply["error"] and "\n" not in reply["error"]
-    result = client(aer_vqpu).run(SAMPLE)
+    result = client(vqpu).run(SAMPLE)
     assert sum(result["pubs"][0]["registers"]["meas"]["counts"].values()) == 200
 
 
-def test_oversized_request_is_refused_without_reading_it(aer_vqpu: Service) -> None:
-    headers = {**auth(aer_vqpu), "Content-Length": str(65 * 2**20)}
-    event = aer_vqpu.event()
+def test_oversized_request_is_refused_without_reading_it(vqpu: Service) -> None:
+    headers = {**auth(vqpu), "Content-Length": str(65 * 2**20)}
+    event = vqpu.event()
     connection = http.client.HTTPConnection(event["host"], event["port"], timeout=30)
     connection.putrequest("POST", "/v1/tasks")
     for key, value in headers.items():
@@ -104,22 +124,22 @@ def test_oversized_request_is_refused_without_reading_it(aer_vqpu: Service) -> N
     response = connection.getresponse()
     assert response.status == 413 and b"exceeds the limit" in response.read()
     connection.close()
-    assert client(aer_vqpu).health()["ok"]
+    assert client(vqpu).health()["ok"]
 
 
-def test_garbage_on_the_socket_does_not_hurt(aer_vqpu: Service) -> None:
+def test_garbage_on_the_socket_does_not_hurt(vqpu: Service) -> None:
     import socket
 
-    event = aer_vqpu.event()
+    event = vqpu.event()
     with socket.create_connection((event["host"], event["port"]), timeout=10) as sock:
         sock.sendall(b"\x00\xff garbage \r\n\r\n")
         assert b"error" in sock.recv(200)  # a JSON error (bare, as HTTP/0.9 has no status line)
-    assert client(aer_vqpu).health()["ok"]
+    assert client(vqpu).health()["ok"]
 
 
 def test_shot_and_qubit_limits(tmp_path: Path) -> None:
-    env = clean_env(lim_QRMI_MAX_SHOTS="1000", lim_QRMI_AER_MAX_MEMORY_MB="1")
-    service = start_service("lim", tmp_path / "events", "--lanes", "1", env=env)
+    env = clean_env(shots_QRMI_MAX_SHOTS="1000", shots_QRMI_AER_MAX_MEMORY_MB="1")
+    service = start_service("shots", tmp_path / "events", "--lanes", "1", env=env)
     try:
         with pytest.raises(PayloadError, match="limit of 1000 shots"):
             client(service).run({"program_id": "sampler", "parameters": {"pubs": [[GHZ]], "shots": 1001}})
@@ -191,18 +211,18 @@ def test_a_lane_running_alone_uses_the_idle_lanes_cores_with_the_same_samples(tm
         stop_service(service)
 
 
-def test_eight_clients_hundred_tasks_each_without_errors_and_bounded_memory(aer_vqpu: Service) -> None:
+def test_eight_clients_hundred_tasks_each_without_errors_and_bounded_memory(vqpu: Service) -> None:
     def tree_rss() -> int:
-        root = psutil.Process(aer_vqpu.process.pid)
+        root = psutil.Process(vqpu.process.pid)
         return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
 
-    client(aer_vqpu).run(SAMPLE)
+    client(vqpu).run(SAMPLE)
     rss_before = tree_rss()
     errors: list[str] = []
     results: list[int] = []
 
     def worker(index: int) -> None:
-        c = client(aer_vqpu)
+        c = client(vqpu)
         payload = {"program_id": "sampler", "parameters": {"pubs": [[GHZ]], "shots": 100 + index}}
         for _ in range(100):
             try:
@@ -299,3 +319,80 @@ def test_pulser_vqpu_runs_sequences(tmp_path: Path) -> None:
             client(service).run(SAMPLE)
     finally:
         stop_service(service)
+
+
+# ------------------------------------------------------------------ connection limits
+
+
+def idle_sockets(service: Service, count: int) -> list[socket.socket]:
+    event = service.event()
+    return [socket.create_connection((event["host"], event["port"]), timeout=5) for _ in range(count)]
+
+
+def test_idle_connections_hold_no_thread_and_a_real_client_is_still_answered(vqpu: Service) -> None:
+    sockets = idle_sockets(vqpu, 300)  # none sends a byte, none has the token
+    try:
+        time.sleep(0.2)  # the service has accepted them all
+        threads = psutil.Process(vqpu.process.pid).num_threads()
+        started = time.monotonic()
+        assert client(vqpu).health()["ok"]
+        assert time.monotonic() - started < 1.0
+        assert threads < 40, f"{threads} threads for 300 idle connections"
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_idle_connections_are_closed_after_the_idle_timeout(limited: Service) -> None:
+    (sock,) = idle_sockets(limited, 1)
+    started = time.monotonic()
+    assert sock.recv(1) == b"", "the service closes an idle connection without a word"
+    assert 0.9 < time.monotonic() - started < 2.5
+    sock.close()
+
+
+def test_a_half_sent_request_is_closed_after_the_idle_timeout(limited: Service) -> None:
+    (sock,) = idle_sockets(limited, 1)
+    sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+    started = time.monotonic()
+    assert sock.recv(1) == b""
+    assert time.monotonic() - started < 2.5
+    sock.close()
+
+
+def test_beyond_the_cap_the_longest_idle_connection_makes_room(limited: Service) -> None:
+    sockets = idle_sockets(limited, 8)  # the cap
+    try:
+        time.sleep(0.1)
+        started = time.monotonic()
+        assert client(limited).health()["ok"]
+        assert time.monotonic() - started < 1.0
+        sockets[0].settimeout(1)
+        assert sockets[0].recv(1) == b"", "the oldest idle connection was closed to make room"
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def test_beyond_the_cap_with_every_connection_busy_a_new_one_gets_503_at_once(limited: Service) -> None:
+    c = client(limited)
+    task = c.task_start({"program_id": "sampler", "parameters": {"pubs": [[long_circuit()]], "shots": 10}})
+    event = limited.event()
+    polls = []
+    try:
+        for _ in range(8):  # long-polls: busy connections, not idle ones
+            poll = http.client.HTTPConnection(event["host"], event["port"], timeout=10)
+            poll.request("GET", f"/v1/tasks/{task}?wait=2", headers=auth(limited))
+            polls.append(poll)
+        time.sleep(0.2)
+        started = time.monotonic()
+        status, body = raw(limited, "GET", "/v1/health", None, auth(limited))
+        assert status == 503 and "busy connections" in body["error"]
+        assert time.monotonic() - started < 1.0
+        for poll in polls:  # the long-polls still get their answer
+            assert poll.getresponse().status == 200
+    finally:
+        for poll in polls:
+            poll.close()
+        c.task_stop(task)
+        c.close()
