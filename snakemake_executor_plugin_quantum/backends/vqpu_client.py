@@ -61,7 +61,7 @@ class VQPUClient(QuantumResource):
     def _connection(self) -> JSONConnection:
         if self._conn is None:
             event = self.event
-            self._conn = JSONConnection(event.host, event.port, REPLY_SECONDS, self.max_reply_bytes)
+            self._conn = JSONConnection(event.host, event.port, REPLY_SECONDS, self.max_reply_bytes, event.tls_sha256)
         return self._conn
 
     def close(self) -> None:

@@ -69,9 +69,15 @@ class ServiceOptions:
     connection_idle_seconds: float = 5.0
 
 
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK or host.startswith("127.")
+
+
 class VQPUService:
+    """Off loopback it serves TLS with a certificate made at start (``tls.py``)."""
+
     def __init__(self, resource: LocalResource, options: ServiceOptions):
-        if options.host not in LOOPBACK and (options.allow_no_token or options.token == ""):
+        if not is_loopback(options.host) and (options.allow_no_token or options.token == ""):
             raise QuantumError(f"refusing to serve on {options.host} without a token; only loopback may run without one")
         self.resource = resource
         self.options = options
@@ -87,7 +93,12 @@ class VQPUService:
             idle_seconds=options.connection_idle_seconds,
             max_body_bytes=options.max_request_bytes,
         )
-        self.http = HTTPServer(options.host, options.port, self._handle, limits)
+        self.certificate = None
+        if not is_loopback(options.host):
+            from .tls import node_names, self_signed
+
+            self.certificate = self_signed(options.name, node_names())
+        self.http = HTTPServer(options.host, options.port, self._handle, limits, self.certificate and self.certificate.context)
         self.port = self.http.port
         self._pool = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix="request")
         self._waiters = _Waiters()
@@ -144,6 +155,7 @@ class VQPUService:
             started=self.started,
             node=socket.gethostname(),
             slurm_job_id=self.options.slurm_job_id,
+            tls_sha256=self.certificate.sha256 if self.certificate else None,
         )
 
     def _housekeeping(self) -> None:

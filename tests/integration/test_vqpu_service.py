@@ -9,6 +9,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +29,11 @@ from conftest import (
 )
 
 from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
-from snakemake_executor_plugin_quantum.errors import PayloadError, TaskFailedError
+from snakemake_executor_plugin_quantum.errors import (
+    PayloadError,
+    ResourceUnavailableError,
+    TaskFailedError,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -396,3 +401,66 @@ def test_beyond_the_cap_with_every_connection_busy_a_new_one_gets_503_at_once(li
             poll.close()
         c.task_stop(task)
         c.close()
+
+
+# ------------------------------------------------------------------ TLS off loopback
+
+
+@pytest.fixture(scope="module")
+def tls_vqpu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """``--host 0.0.0.0`` alone: the event file names this machine, which resolves to loopback here."""
+    service = start_service("tls", tmp_path_factory.mktemp("events"), "--host", "0.0.0.0", "--lanes", "1", shared=True)
+    yield service
+    stop_service(service)
+
+
+def tls_request(service: Service, request: bytes) -> bytes:
+    import ssl
+
+    event = service.event()
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection((event["host"], event["port"]), timeout=10) as sock, context.wrap_socket(sock) as tls:
+        tls.sendall(request)
+        return tls.recv(4096)
+
+
+def test_off_loopback_the_service_serves_tls_and_the_client_pins_its_certificate(tls_vqpu: Service) -> None:
+    event = tls_vqpu.event()
+    assert len(event["tls_sha256"]) == 64
+    result = client(tls_vqpu).run(SAMPLE)
+    assert sum(result["pubs"][0]["registers"]["meas"]["counts"].values()) == 200
+
+
+def test_off_loopback_clear_http_gets_nothing(tls_vqpu: Service) -> None:
+    event = tls_vqpu.event()
+    with socket.create_connection((event["host"], event["port"]), timeout=10) as sock:
+        sock.sendall(f"GET /v1/health HTTP/1.1\r\nAuthorization: Bearer {event['token']}\r\n\r\n".encode())
+        assert not sock.recv(4096).startswith(b"HTTP/")
+
+
+def test_off_loopback_a_request_without_the_token_is_refused(tls_vqpu: Service) -> None:
+    reply = tls_request(tls_vqpu, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 401") and b"missing or wrong token" in reply
+
+
+def test_a_server_presenting_another_certificate_is_refused_in_one_line(tls_vqpu: Service, tmp_path: Path) -> None:
+    forged = {**tls_vqpu.event(), "tls_sha256": "0" * 64}
+    event_file = tmp_path / "forged.json"
+    event_file.write_text(json.dumps(forged))
+    with pytest.raises(ResourceUnavailableError, match="does not match the fingerprint in its event file") as caught:
+        VQPUClient("tls", {"QRMI_VQPU_EVENT_FILE": str(event_file)}).health()
+    assert "\n" not in str(caught.value)
+
+
+def test_the_loopback_client_does_not_import_ssl(vqpu: Service) -> None:
+    program = (
+        "import sys, json\n"
+        "from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient\n"
+        f"c = VQPUClient('sim', {{'QRMI_VQPU_EVENT_FILE': {str(vqpu.event_file)!r}}})\n"
+        f"c.run({SAMPLE!r})\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m in ('ssl', '_ssl'))))\n"
+    )
+    result = run([sys.executable, "-c", program])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

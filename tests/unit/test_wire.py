@@ -10,7 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from snakemake_executor_plugin_quantum.backends.wire import JSONConnection, ProtocolError, WireError
+from snakemake_executor_plugin_quantum.backends.wire import (
+    CertificateMismatch,
+    JSONConnection,
+    ProtocolError,
+    WireError,
+)
 
 
 class Peer:
@@ -81,3 +86,53 @@ def test_client_refuses_a_reply_with_endless_headers(peer: Peer) -> None:
     with pytest.raises(ProtocolError, match="more than 100 headers"):
         connection.request("GET", "/v1/health", None, {})
     connection.close()
+
+
+class TLSPeer:
+    """A TLS server with its own certificate that records every byte a client sends."""
+
+    def __init__(self) -> None:
+        from snakemake_executor_plugin_quantum.service.tls import self_signed
+
+        self.certificate = self_signed("peer", ["localhost"])
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.received = b""
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        conn.settimeout(10)
+        try:
+            with self.certificate.context.wrap_socket(conn, server_side=True) as tls:
+                while chunk := tls.recv(65536):
+                    self.received += chunk
+                    if b"\r\n\r\n" in self.received:
+                        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(10)
+
+
+def test_client_sends_nothing_to_a_server_whose_certificate_is_not_pinned() -> None:
+    peer = TLSPeer()
+    connection = JSONConnection("127.0.0.1", peer.port, timeout=5, tls_sha256="ab" * 32)
+    with pytest.raises(CertificateMismatch):
+        connection.request("GET", "/v1/health", None, {"Authorization": "Bearer secret-token"})
+    peer.close()
+    assert peer.received == b"", "not a byte (least of all the token) reached the impostor"
+
+
+def test_client_talks_to_the_server_whose_certificate_is_pinned() -> None:
+    peer = TLSPeer()
+    connection = JSONConnection("127.0.0.1", peer.port, timeout=5, tls_sha256=peer.certificate.sha256)
+    assert connection.request("GET", "/v1/health", None, {}) == (200, b"{}")
+    connection.close()
+    peer.close()
+    assert peer.received.startswith(b"GET /v1/health HTTP/1.1")
