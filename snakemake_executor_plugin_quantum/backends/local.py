@@ -32,7 +32,7 @@ from ..errors import (
 from ..payloads import results
 from ..payloads.model import Limits, PrimitiveTask, PulserTask
 from ..payloads.parse import parse_payload
-from .base import QuantumResource, TaskStatus
+from .base import QuantumResource, ResourceStatus, TaskStatus
 from .lanes import LaneStopped, ThreadLane
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class LocalResource(QuantumResource):
         self._tasks: OrderedDict[str, _Task] = OrderedDict()
         self._finished_ids: OrderedDict[str, None] = OrderedDict()
         self._tokens: set[str] = set()
+        self._closed = False
         self._lock = threading.Lock()
         self._queued = 0
         self.counters = {"started": 0, "completed": 0, "failed": 0, "cancelled": 0, "rejected": 0}
@@ -107,15 +108,28 @@ class LocalResource(QuantumResource):
 
     # ---------------------------------------------------------------- contract
 
+    MAX_TOKENS = 65536  # outstanding acquisitions: a bound on what clients can make us keep
+
+    def status(self) -> ResourceStatus:
+        return ResourceStatus.OFFLINE if self._closed else ResourceStatus.ONLINE
+
     def acquire(self) -> str:
         token = uuid.uuid4().hex
         with self._lock:
+            if len(self._tokens) >= self.MAX_TOKENS:
+                raise ResourceUnavailableError(f"{self.resource_id}: {len(self._tokens)} acquisitions outstanding; release some first")
             self._tokens.add(token)
         return token
 
     def release(self, token: str) -> None:
         with self._lock:
             self._tokens.discard(token)
+
+    def holds(self, token: str | None) -> bool:
+        """Was ``token`` acquired here and not yet released? (The vQPU service checks it;
+        in-process callers need not: see ``base.py``.)"""
+        with self._lock:
+            return token in self._tokens
 
     def task_start(self, payload: dict[str, Any], task_id: str | None = None) -> str:
         """Validate and queue; ``task_id`` lets a remote client choose the id (must be new)."""
@@ -206,6 +220,7 @@ class LocalResource(QuantumResource):
     def close(self) -> None:
         """Stop the lanes after their current task; queued tasks are cancelled."""
         with self._lock:
+            self._closed = True
             for record in self._tasks.values():
                 if record.status is TaskStatus.QUEUED:
                     self._queued -= 1

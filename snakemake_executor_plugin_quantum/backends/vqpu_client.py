@@ -3,10 +3,15 @@
 This is the per-job path (``qrun`` in every rule), so it imports no qiskit, no pulser,
 no numpy: JSON over one keep-alive HTTP connection. It finds the service through its
 event file and fails fast, with the reason, when the service is gone.
+
+Every task carries an acquisition token: the job's (``QRMI_JOB_ACQUISITION_TOKEN``), else
+the one this client's ``acquire`` returned, else one it acquires on first use and
+releases on ``close``. The service refuses tokens it did not issue or has released.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -21,9 +26,9 @@ from ..errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
-from ..resources.events import VQPUEvent, default_event_dir, event_path, wait_for_event
+from ..resources.events import VQPUEvent, default_event_dir, event_path, read_event, wait_for_event
 from ..resources.types import VQPU
-from .base import QuantumResource, TaskStatus
+from .base import QuantumResource, ResourceStatus, TaskStatus
 from .wire import CertificateMismatch, JSONConnection, ProtocolError, WireError
 
 LONG_POLL_SECONDS = 30.0
@@ -49,6 +54,9 @@ class VQPUClient(QuantumResource):
             raise QuantumError(f"QRMI_VQPU_MAX_REPLY_MB={reply_mb!r} must be a number of MiB") from None
         self._event: VQPUEvent | None = None
         self._conn: JSONConnection | None = None
+        self._job_token = settings.get("QRMI_JOB_ACQUISITION_TOKEN") or None
+        self._acquired: str | None = None  # from our own acquire(), until released
+        self._acquired_for_tasks = False  # acquired by us only to run tasks: released on close
 
     # ------------------------------------------------------------ connection
 
@@ -65,27 +73,56 @@ class VQPUClient(QuantumResource):
         return self._conn
 
     def close(self) -> None:
+        if self._acquired_for_tasks and self._acquired is not None:
+            token, self._acquired, self._acquired_for_tasks = self._acquired, None, False
+            with contextlib.suppress(QuantumError):  # a service that is gone has forgotten it anyway
+                self._check(*self._request("POST", "/v1/release", {"token": token}, seconds=2.0), "release")
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
+    def same_service(self) -> bool:
+        """Does the event file still describe the service this client talked to?
+
+        A restarted vQPU has a new event (and has forgotten the old one's tokens)."""
+        if self._event is None:
+            return True
+        try:
+            current = read_event(self.event_file)
+        except ResourceUnavailableError:
+            return False
+        return current is not None and (current.pid, current.started) == (self._event.pid, self._event.started)
+
+    def _task_token(self) -> str:
+        if self._job_token or self._acquired:
+            return self._job_token or self._acquired  # type: ignore[return-value]
+        self.acquire()
+        self._acquired_for_tasks = True
+        return self._acquired  # type: ignore[return-value]
+
     def _request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, wait: float = 0.0
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        wait: float = 0.0,
+        seconds: float | None = None,
     ) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         delay = 0.05
         for attempt in range(BUSY_RETRIES + 1):
-            status, payload = self._send(method, path, data, headers, wait)
+            status, payload = self._send(method, path, data, headers, REPLY_SECONDS + wait if seconds is None else seconds)
             if status != 503 or attempt == BUSY_RETRIES:
                 return status, payload
             time.sleep(delay)  # queue full: back off and retry
             delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
 
-    def _send(self, method: str, path: str, data: bytes | None, extra: dict[str, str] | None = None, wait: float = 0.0) -> tuple[int, Any]:
+    def _send(self, method: str, path: str, data: bytes | None, extra: dict[str, str] | None, seconds: float) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.event.token}", "Content-Type": "application/json", **(extra or {})}
         try:
-            status, raw = self._connection().request(method, path, data, headers, REPLY_SECONDS + wait)
+            status, raw = self._connection().request(method, path, data, headers, seconds)
         except WireError as exc:
             self.close()
             raise ResourceUnavailableError(self._diagnose(exc)) from None
@@ -117,6 +154,8 @@ class VQPUClient(QuantumResource):
             raise PayloadError(message)
         if status == 401:
             raise ResourceUnavailableError(f"vQPU '{self.resource_id}' refused the token in {self.event_file}: {message}")
+        if status == 403:
+            raise ResourceUnavailableError(f"vQPU '{self.resource_id}' refused to {what}: {message}")
         if status == 409:
             raise TaskFailedError(message)
         if status == 404:
@@ -125,14 +164,41 @@ class VQPUClient(QuantumResource):
 
     # ---------------------------------------------------------------- contract
 
+    def status(self) -> ResourceStatus:
+        return self.probe()[0]
+
+    def probe(self, seconds: float = 2.0) -> tuple[ResourceStatus, str]:
+        """Online when the service answers within ``seconds``; else Offline, and why."""
+        try:
+            event = read_event(self.event_file)
+        except ResourceUnavailableError as exc:
+            return ResourceStatus.OFFLINE, str(exc)
+        if event is None:
+            return ResourceStatus.OFFLINE, f"no event file {self.event_file} (not running)"
+        if event.process_alive() is False:
+            return ResourceStatus.OFFLINE, f"its process {event.pid} is gone (stale event file)"
+        if self._event is not None and self._event != event:
+            self.close()
+        self._event = event
+        try:
+            self._check(*self._request("GET", "/v1/health", seconds=seconds), "report its health")
+        except QuantumError as exc:
+            return ResourceStatus.OFFLINE, str(exc)
+        return ResourceStatus.ONLINE, ""
+
     def acquire(self) -> str:
-        return self._check(*self._request("POST", "/v1/acquire", {}), "acquire")["token"]
+        token = self._check(*self._request("POST", "/v1/acquire", {}), "acquire")["token"]
+        self._acquired, self._acquired_for_tasks = token, False
+        return token
 
     def release(self, token: str) -> None:
         self._check(*self._request("POST", "/v1/release", {"token": token}), "release")
+        if token == self._acquired:
+            self._acquired, self._acquired_for_tasks = None, False
 
     def task_start(self, payload: dict[str, Any]) -> str:
-        return self._check(*self._request("POST", "/v1/tasks", payload), "start the task")["task_id"]
+        headers = {"X-Acquisition-Token": self._task_token()}
+        return self._check(*self._request("POST", "/v1/tasks", payload, headers), "start the task")["task_id"]
 
     def task_stop(self, task_id: str) -> None:
         self._check(*self._request("DELETE", f"/v1/tasks/{quote(task_id)}"), "stop the task")
@@ -182,7 +248,8 @@ class VQPUClient(QuantumResource):
         self.last_task_id = uuid.uuid4().hex
         wait = LONG_POLL_SECONDS if timeout is None else max(0.0, min(LONG_POLL_SECONDS, timeout))
         started = time.monotonic()
-        status, reply = self._request("POST", f"/v1/tasks?wait={wait:.3f}", payload, {"X-Task-Id": self.last_task_id}, wait)
+        headers = {"X-Task-Id": self.last_task_id, "X-Acquisition-Token": self._task_token()}
+        status, reply = self._request("POST", f"/v1/tasks?wait={wait:.3f}", payload, headers, wait)
         if status == 200:
             return reply
         if status == 409:  # finished, but Failed or Cancelled

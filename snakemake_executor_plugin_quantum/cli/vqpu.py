@@ -104,22 +104,25 @@ def _events(names: list[str], event_dir: str | None) -> list[tuple[str, VQPUEven
 
 
 def _status(args: argparse.Namespace) -> int:
+    """One line per vQPU from ``QuantumResource.status()``: up (Online) or DOWN (Offline), and why."""
+    from ..backends import ResourceStatus
     from ..backends.vqpu_client import VQPUClient
 
-    rows = _events(args.names, args.event_dir)
-    if not rows:
-        print(f"no vQPU services in {args.event_dir or default_event_dir()}")
+    directory = args.event_dir or default_event_dir()
+    names = args.names or [os.path.basename(p)[:-5] for p in sorted(glob.glob(os.path.join(directory, "*.json")))]
+    if not names:
+        print(f"no vQPU services in {directory}")
         return 0
     healthy = True
-    for name, event in rows:
-        if event is None:
-            print(f"{name}: not running")
-            healthy = False
-            continue
-        path = event_path(args.event_dir or default_event_dir(), name)
-        client = VQPUClient(name, {"QRMI_VQPU_EVENT_FILE": path}, connect_timeout=0)
+    for name in names:
+        client = VQPUClient(name, {"QRMI_VQPU_EVENT_FILE": event_path(directory, name)}, connect_timeout=0)
         try:
-            meta = client.metadata()
+            status, reason = client.probe()
+            if status is not ResourceStatus.ONLINE:
+                healthy = False
+                print(f"{name}: not running" if reason.startswith("no event file") else f"{name}: DOWN ({reason})")
+                continue
+            event, meta = client.event, client.metadata()
             print(
                 f"{name}: up  {event.engine:<6} {event.url:<28} pid {event.pid:<7} node {event.node} "
                 f"lanes {meta['lanes']} queued {meta['queued']} completed {meta['completed']} failed {meta['failed']}"

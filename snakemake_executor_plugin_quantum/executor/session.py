@@ -36,6 +36,13 @@ class RunSession:
         with self._lock:
             lock = self._locks.setdefault(resource.name, threading.Lock())
         with lock:
+            holder = self._holders.get(resource.name)
+            if holder is not None and not getattr(holder, "same_service", lambda: True)():
+                # A restarted vQPU never issued our token: acquire again from the new one.
+                self._tokens.pop(resource.name, None)
+                self._holders.pop(resource.name, None)
+                with contextlib.suppress(Exception):
+                    holder.close()
             if resource.name not in self._tokens:
                 self._tokens[resource.name] = self._acquire(resource, event_file)
             return self._tokens[resource.name]

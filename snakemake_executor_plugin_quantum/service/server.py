@@ -1,6 +1,7 @@
 """The vQPU service: a warm simulator serving the resource contract over HTTP/JSON.
 
-Routes (all need ``Authorization: Bearer <token>``; the token is in the event file):
+Routes (all need ``Authorization: Bearer <token>``; the token is in the event file; a
+task also needs ``X-Acquisition-Token``, a token from ``/v1/acquire`` not yet released):
 
     GET    /v1/health                      liveness and identity
     GET    /v1/target | /v1/metadata       what it runs, counters
@@ -220,7 +221,7 @@ class VQPUService:
         if method == "POST" and path == "/v1/tasks":
             return await self._start_task(request)
         if method == "POST" and path == "/v1/acquire":
-            return Reply.json(HTTPStatus.OK, {"token": resource.acquire()})
+            return await self._call(lambda: Reply.json(HTTPStatus.OK, {"token": resource.acquire()}))
         if method == "POST" and path == "/v1/release":
             body = await self._call(_decode, await request.body())
             if not isinstance(body, dict) or not isinstance(body.get("token"), str):
@@ -248,10 +249,19 @@ class VQPUService:
         status = self._status(task_id)
         return Reply.json(HTTPStatus.OK, {"task_id": task_id, "status": status.value})
 
+    def _check_acquisition(self, request: Request) -> None:
+        if not self.resource.holds(request.headers.get("x-acquisition-token")):
+            raise HTTPError(
+                HTTPStatus.FORBIDDEN,
+                "the task's acquisition token is unknown or released: acquire the vQPU first "
+                "(the run or job that acquired it may have ended)",
+            )
+
     async def _start_task(self, request: Request) -> Reply:
         wanted = request.headers.get("x-task-id")
         if wanted is not None and not _TASK_ID.match(wanted):
             raise HTTPError(HTTPStatus.BAD_REQUEST, "X-Task-Id must be 32 lowercase hex digits")
+        self._check_acquisition(request)
         wait = _wait_seconds(request) if "wait" in request.query else None
         body = await request.body()
 

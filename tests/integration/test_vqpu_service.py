@@ -28,6 +28,7 @@ from conftest import (
     wait_gone,
 )
 
+from snakemake_executor_plugin_quantum.backends import ResourceStatus
 from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
 from snakemake_executor_plugin_quantum.errors import (
     PayloadError,
@@ -75,8 +76,14 @@ def raw(service: Service, method: str, path: str, body: bytes | None = None, hea
         connection.close()
 
 
+_ACQUIRED: dict[int, str] = {}
+
+
 def auth(service: Service) -> dict:
-    return {"Authorization": f"Bearer {service.event()['token']}"}
+    """The bearer token, and an acquisition token from this service (acquired once)."""
+    if service.process.pid not in _ACQUIRED:
+        _ACQUIRED[service.process.pid] = client(service).acquire()
+    return {"Authorization": f"Bearer {service.event()['token']}", "X-Acquisition-Token": _ACQUIRED[service.process.pid]}
 
 
 def test_event_file_is_private_and_complete(vqpu: Service) -> None:
@@ -276,6 +283,7 @@ def test_service_stops_when_its_parent_dies(tmp_path: Path) -> None:
 
 def test_kill_9_of_the_service_takes_its_workers_with_it(tmp_path: Path) -> None:
     service = start_service("doomed", tmp_path / "events", "--lanes", "2")
+    assert client(service).status() is ResourceStatus.ONLINE
     workers = [p.pid for p in psutil.Process(service.process.pid).children(recursive=True)]
     assert len(workers) >= 3  # forkserver, two lanes (and the resource tracker)
     service.process.send_signal(signal.SIGKILL)
@@ -283,6 +291,7 @@ def test_kill_9_of_the_service_takes_its_workers_with_it(tmp_path: Path) -> None
     assert all(wait_gone(pid) for pid in workers), "no worker may outlive its service"
     with pytest.raises(Exception, match="is gone"):
         client(service).health()
+    assert client(service).status() is ResourceStatus.OFFLINE
     stop_service(service)
 
 
@@ -308,6 +317,8 @@ def test_stale_event_file_is_cleared_by_stop(tmp_path: Path) -> None:
     service.process.send_signal(signal.SIGKILL)
     service.process.wait(10)
     assert service.event_file.exists()  # kill -9 leaves it behind
+    status = run([command("vqpu"), "status", "stale", "--event-dir", str(events)])
+    assert status.returncode == 1 and f"stale: DOWN (its process {service.process.pid} is gone" in status.stdout
     stopped = run([command("vqpu"), "stop", "stale", "--event-dir", str(events)])
     assert "stale event removed" in stopped.stdout and not service.event_file.exists()
     stop_service(service)
@@ -464,3 +475,59 @@ def test_the_loopback_client_does_not_import_ssl(vqpu: Service) -> None:
     result = run([sys.executable, "-c", program])
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+# ------------------------------------------------------------------ acquisition tokens and status
+
+
+def test_a_task_without_an_acquisition_token_is_refused(vqpu: Service) -> None:
+    status, body = raw(vqpu, "POST", "/v1/tasks", json.dumps(SAMPLE).encode(), {"Authorization": f"Bearer {vqpu.event()['token']}"})
+    assert status == 403 and "acquisition token is unknown or released" in body["error"]
+
+
+def test_a_task_with_an_unknown_acquisition_token_is_refused_in_one_line(vqpu: Service) -> None:
+    stranger = VQPUClient("sim", {"QRMI_VQPU_EVENT_FILE": str(vqpu.event_file), "QRMI_JOB_ACQUISITION_TOKEN": "0" * 32})
+    with pytest.raises(ResourceUnavailableError, match="refused to start the task: the task's acquisition token is unknown or released") as caught:
+        stranger.run(SAMPLE)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_task_with_a_released_token_is_refused(vqpu: Service) -> None:
+    holder = client(vqpu)
+    token = holder.acquire()
+    job = VQPUClient("sim", {"QRMI_VQPU_EVENT_FILE": str(vqpu.event_file), "QRMI_JOB_ACQUISITION_TOKEN": token})
+    assert job.run(SAMPLE)["pubs"]
+    holder.release(token)
+    with pytest.raises(ResourceUnavailableError, match="unknown or released"):
+        job.run(SAMPLE)
+
+
+def test_qrun_with_a_released_token_fails_with_exit_3_one_line_and_no_output(vqpu: Service, tmp_path: Path) -> None:
+    holder = client(vqpu)
+    token = holder.acquire()
+    holder.release(token)
+    (tmp_path / "ghz.qasm").write_text(GHZ)
+    env = vqpu.job_env(**{"sim_QRMI_JOB_ACQUISITION_TOKEN": token})
+    result = run([command("qrun"), str(tmp_path / "ghz.qasm"), "-o", str(tmp_path / "out.json")], env=env)
+    assert result.returncode == 3
+    assert result.stderr.strip().count("\n") == 0 and "unknown or released" in result.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_a_client_without_a_job_token_acquires_its_own_and_releases_it_on_close(vqpu: Service) -> None:
+    watcher = client(vqpu)
+    before = watcher.metadata()["acquired"]
+    job = client(vqpu)
+    job.run(SAMPLE)
+    assert watcher.metadata()["acquired"] == before + 1
+    job.close()
+    assert watcher.metadata()["acquired"] == before
+
+
+def test_in_process_resource_reports_offline_once_closed() -> None:
+    from snakemake_executor_plugin_quantum.backends import open_resource
+
+    resource = open_resource("aer", "qiskit-aer", {})
+    assert resource.status() is ResourceStatus.ONLINE
+    resource.close()
+    assert resource.status() is ResourceStatus.OFFLINE
