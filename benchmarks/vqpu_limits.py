@@ -1,12 +1,16 @@
-"""What idle connections cost a vQPU, and how long it keeps them (docs/reliability.md).
+"""What idle connections cost a vQPU, and how it enforces task deadlines (docs/reliability.md).
 
-    python -m benchmarks.vqpu_limits [--connections N ...]
+    python -m benchmarks.vqpu_limits [--connections N ...] [--deadlines K]
 
 Starts a warm ``vqpu serve`` (default limits: 512 connections, 5 s idle), then for each
 N opens N raw TCP connections that send nothing (no token either), and reports the
 service's threads and memory (front end only: lanes are separate processes), how long
-a real client's request takes meanwhile, how many of the N the service still holds
-after 1 s, and when the first of them is closed.
+a real client's request takes meanwhile, how many of the N the service held meanwhile,
+and when the first and last of them were closed.
+
+Then K times it sends a circuit whose repeat-until-success loop never ends with a 1 s
+timeout, and reports when the client got its TaskTimeoutError and how long the next
+task (one that needs a lane's worker) took.
 """
 
 from __future__ import annotations
@@ -82,11 +86,50 @@ def _watch_close(sockets: list[socket.socket], opened: float, deadline: float) -
     return first, last
 
 
+LOOP = """OPENQASM 3.0;
+include "stdgates.inc";
+qubit[1] q;
+bit[1] c;
+reset q[0];
+c[0] = measure q[0];
+while (c == 0) {
+  reset q[0];
+  h q[0];
+  h q[0];
+  c[0] = measure q[0];
+}
+"""
+
+
+def _deadlines(service: object, count: int) -> None:
+    from snakemake_executor_plugin_quantum.errors import TaskTimeoutError
+
+    client = service.client()  # type: ignore[attr-defined]
+    forever = {"program_id": "sampler", "parameters": {"pubs": [[LOOP]], "shots": 10}}
+    on_a_lane = sampler_payload(ghz_qasm(13))  # 13 qubits: never inline
+    client.run(on_a_lane)
+    print("looping task, timeout 1 s: client got TaskTimeoutError after   next lane task took")
+    for _ in range(count):
+        started = time.perf_counter()
+        try:
+            client.run(forever, timeout=1)
+            raise RuntimeError("the looping task finished?")
+        except TaskTimeoutError:
+            stopped = time.perf_counter() - started
+        started = time.perf_counter()
+        client.run(on_a_lane, timeout=60)
+        print(f"{stopped:>62.2f} s   {time.perf_counter() - started:>6.2f} s")
+    client.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--connections", type=int, nargs="+", default=[100, 500, 2000])
+    parser.add_argument("--connections", type=int, nargs="*", default=[100, 500, 2000])
+    parser.add_argument("--deadlines", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch, vqpu_service("limits", Path(scratch), lanes=2) as service:
+        if args.deadlines:
+            _deadlines(service, args.deadlines)
         print("connections  threads(before->with)  front-end RSS     held meanwhile  GHZ-5 median/max  first/last closed")
         for count in args.connections:
             m = _measure(service, count)

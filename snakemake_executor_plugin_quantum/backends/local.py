@@ -8,11 +8,20 @@ thread in-process, worker processes in a vQPU service.
 A service may also run *tiny* tasks inline, in the thread that started them, when its one
 inline slot is free: handing a 2 ms GHZ-5 to a worker process costs more than running it
 (measured ~4-5 ms extra per task on 2 cores), and holding the GIL for a few ms is harmless.
+Tasks with control flow are never tiny: a loop may not end, and an inline task cannot be
+interrupted.
+
+Every task may have a deadline (``timeout`` seconds from ``task_start``; a resource may
+give tasks without one ``default_timeout``). Past it the task ends Failed with "did not
+finish within N s" and its lane is stopped: a worker process is killed and replaced; a
+thread lane cannot be interrupted, so there the result is only discarded.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 import queue
 import threading
 import time
@@ -57,6 +66,8 @@ class _Task:
     task: PrimitiveTask | PulserTask | None = None
     prepared: Any = None
     lane: Any = None  # the lane running it
+    timeout: float | None = None  # seconds from submission
+    timed_out: bool = False
 
     def log(self, message: str) -> None:
         self.logs.append(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}")
@@ -74,6 +85,7 @@ class LocalResource(QuantumResource):
         keep_finished: int = 4096,
         inline_small: bool = False,
         core_budget: int | None = None,
+        default_timeout: float | None = None,
     ):
         super().__init__(resource_id, resource_type)
         self.engine = engine
@@ -86,6 +98,11 @@ class LocalResource(QuantumResource):
         # Cores the lanes share: a task that starts while k lanes are busy gets budget/k
         # threads, so one lane running alone is not held to its even share.
         self.core_budget = core_budget
+        self.default_timeout = default_timeout
+        self._deadlines: list[tuple[float, str]] = []  # heap of (monotonic deadline, task id)
+        self._deadline_wakeup = threading.Condition()
+        self._deadline_thread: threading.Thread | None = None
+        self._compact_at = 4096  # heap size that triggers dropping finished tasks from it
         self._busy_lanes = 0
         self._inline_slot = threading.Lock()
         self._queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
@@ -101,7 +118,7 @@ class LocalResource(QuantumResource):
         self._closed = False
         self._lock = threading.Lock()
         self._queued = 0
-        self.counters = {"started": 0, "completed": 0, "failed": 0, "cancelled": 0, "rejected": 0}
+        self.counters = {"started": 0, "completed": 0, "failed": 0, "cancelled": 0, "rejected": 0, "timed_out": 0}
         # Called with a task id (under the resource's lock, so it must not block) whenever
         # a task finishes: the vQPU service wakes its long-polls with it.
         self.on_finish: Callable[[str], None] | None = None
@@ -131,8 +148,12 @@ class LocalResource(QuantumResource):
         with self._lock:
             return token in self._tokens
 
-    def task_start(self, payload: dict[str, Any], task_id: str | None = None) -> str:
-        """Validate and queue; ``task_id`` lets a remote client choose the id (must be new)."""
+    def task_start(self, payload: dict[str, Any], task_id: str | None = None, timeout: float | None = None) -> str:
+        """Validate and queue; ``task_id`` lets a remote client choose the id (must be new);
+        ``timeout`` (else ``default_timeout``) is the task's deadline in seconds from now."""
+        timeout = self.default_timeout if timeout is None else timeout
+        if timeout is not None and not (0 < timeout < math.inf):
+            raise PayloadError(f"a task's timeout must be a positive number of seconds, not {timeout!r}")
         try:
             task = parse_payload(payload, self.limits)
             self._check_program(task)
@@ -141,7 +162,7 @@ class LocalResource(QuantumResource):
             with self._lock:
                 self.counters["rejected"] += 1
             raise
-        record = _Task(task_id or uuid.uuid4().hex, task.program, time.time(), task=task, prepared=prepared)
+        record = _Task(task_id or uuid.uuid4().hex, task.program, time.time(), task=task, prepared=prepared, timeout=timeout)
         with self._lock:
             if record.id in self._tasks:
                 raise PayloadError(f"task id {record.id} is already in use")
@@ -154,6 +175,8 @@ class LocalResource(QuantumResource):
         record.log(f"queued {task.program} task on {self.resource_id}")
         for option in getattr(task, "ignored_options", ()):
             record.log(f"option '{option}' applies to hardware only and was ignored by the simulator")
+        if timeout is not None:
+            self._watch_deadline(record.id, timeout)
         if self._inline is not None and self.engine.is_small(task, prepared) and self._inline_slot.acquire(blocking=False):
             try:
                 self._run(record, self._inline)
@@ -187,6 +210,8 @@ class LocalResource(QuantumResource):
         record = self._get(task_id)
         if record.status is TaskStatus.COMPLETED and record.result is not None:
             return record.result
+        if record.timed_out:
+            raise TaskTimeoutError(f"task {task_id} failed: {record.error}")
         if record.status.finished:
             raise TaskFailedError(f"task {task_id} {record.status.value.lower()}: {record.error or 'no result'}")
         raise ResourceUnavailableError(f"task {task_id} is {record.status.value}; wait for it to finish")
@@ -221,6 +246,9 @@ class LocalResource(QuantumResource):
         """Stop the lanes after their current task; queued tasks are cancelled."""
         with self._lock:
             self._closed = True
+        with self._deadline_wakeup:
+            self._deadline_wakeup.notify()
+        with self._lock:
             for record in self._tasks.values():
                 if record.status is TaskStatus.QUEUED:
                     self._queued -= 1
@@ -229,6 +257,49 @@ class LocalResource(QuantumResource):
             self._queue.put(None)
         for lane in self._lane_objects:
             lane.close()
+
+    # ---------------------------------------------------------------- deadlines
+
+    def _watch_deadline(self, task_id: str, timeout: float) -> None:
+        with self._deadline_wakeup:
+            if len(self._deadlines) >= self._compact_at:
+                # Most tasks end long before their deadline: forget those, so the heap holds
+                # about the unfinished tasks, not every task of the last hour.
+                with self._lock:
+                    live = [(d, t) for d, t in self._deadlines if t in self._tasks and not self._tasks[t].status.finished]
+                heapq.heapify(live)
+                self._deadlines = live
+                self._compact_at = max(4096, 2 * len(live))
+            heapq.heappush(self._deadlines, (time.monotonic() + timeout, task_id))
+            if self._deadline_thread is None:
+                self._deadline_thread = threading.Thread(target=self._enforce_deadlines, name=f"{self.resource_id}-deadlines", daemon=True)
+                self._deadline_thread.start()
+            self._deadline_wakeup.notify()
+
+    def _enforce_deadlines(self) -> None:
+        while True:
+            with self._deadline_wakeup:
+                while not self._deadlines or self._deadlines[0][0] > time.monotonic():
+                    if self._closed:
+                        return
+                    self._deadline_wakeup.wait(None if not self._deadlines else self._deadlines[0][0] - time.monotonic())
+                _, task_id = heapq.heappop(self._deadlines)
+            self._expire(task_id)
+
+    def _expire(self, task_id: str) -> None:
+        with self._lock:
+            record = self._tasks.get(task_id)
+            if record is None or record.status.finished:
+                return
+            if record.status is TaskStatus.QUEUED:
+                self._queued -= 1  # the lane that dequeues it skips it
+            lane = record.lane
+            record.timed_out = True
+            self.counters["timed_out"] += 1
+            self._finish_locked(record, TaskStatus.FAILED, error=f"did not finish within {record.timeout:g} s")
+        log.info("task %s did not finish within %g s: stopped", task_id, record.timeout)
+        if lane is not None:
+            lane.stop(task_id)
 
     # ---------------------------------------------------------------- internals
 

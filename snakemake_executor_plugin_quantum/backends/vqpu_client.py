@@ -7,6 +7,11 @@ event file and fails fast, with the reason, when the service is gone.
 Every task carries an acquisition token: the job's (``QRMI_JOB_ACQUISITION_TOKEN``), else
 the one this client's ``acquire`` returned, else one it acquires on first use and
 releases on ``close``. The service refuses tokens it did not issue or has released.
+
+Every task also carries its deadline (``run``'s ``timeout``, else the job's
+``QRMI_JOB_TIMEOUT_SECONDS``; without either the service applies its default): the
+service stops a task at its deadline, so a circuit that loops forever fails with
+``TaskTimeoutError`` and the vQPU goes on serving.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from .wire import CertificateMismatch, JSONConnection, ProtocolError, WireError
 
 LONG_POLL_SECONDS = 30.0
 REPLY_SECONDS = 60.0  # for a reply, beyond any long-poll wait the request asked for
+DEADLINE_GRACE = 2.0  # past a task's timeout, how long to wait for the service's own verdict
 BUSY_RETRIES = 8
 
 
@@ -55,6 +61,7 @@ class VQPUClient(QuantumResource):
         self._event: VQPUEvent | None = None
         self._conn: JSONConnection | None = None
         self._job_token = settings.get("QRMI_JOB_ACQUISITION_TOKEN") or None
+        self.job_timeout = _positive(settings.get("QRMI_JOB_TIMEOUT_SECONDS"))
         self._acquired: str | None = None  # from our own acquire(), until released
         self._acquired_for_tasks = False  # acquired by us only to run tasks: released on close
 
@@ -157,6 +164,8 @@ class VQPUClient(QuantumResource):
         if status == 403:
             raise ResourceUnavailableError(f"vQPU '{self.resource_id}' refused to {what}: {message}")
         if status == 409:
+            if isinstance(payload, dict) and payload.get("kind") == "TaskTimeoutError":
+                raise TaskTimeoutError(message)
             raise TaskFailedError(message)
         if status == 404:
             raise QuantumError(f"{what}: {message}")
@@ -196,9 +205,17 @@ class VQPUClient(QuantumResource):
         if token == self._acquired:
             self._acquired, self._acquired_for_tasks = None, False
 
-    def task_start(self, payload: dict[str, Any]) -> str:
-        headers = {"X-Acquisition-Token": self._task_token()}
+    def task_start(self, payload: dict[str, Any], timeout: float | None = None) -> str:
+        """Queue a task; it is stopped ``timeout`` (else the job's timeout) seconds from now."""
+        headers = self._task_headers(timeout)
         return self._check(*self._request("POST", "/v1/tasks", payload, headers), "start the task")["task_id"]
+
+    def _task_headers(self, timeout: float | None) -> dict[str, str]:
+        headers = {"X-Acquisition-Token": self._task_token()}
+        timeout = self.job_timeout if timeout is None else timeout
+        if timeout is not None:
+            headers["X-Task-Timeout"] = f"{timeout:.3f}"
+        return headers
 
     def task_stop(self, task_id: str) -> None:
         self._check(*self._request("DELETE", f"/v1/tasks/{quote(task_id)}"), "stop the task")
@@ -246,21 +263,27 @@ class VQPUClient(QuantumResource):
         stopped while the request is in flight, it can still stop the task.
         """
         self.last_task_id = uuid.uuid4().hex
-        wait = LONG_POLL_SECONDS if timeout is None else max(0.0, min(LONG_POLL_SECONDS, timeout))
+        timeout = self.job_timeout if timeout is None else timeout
+        # The service stops the task at ``timeout`` and says so; wait a little longer for
+        # that verdict, and give up on our own only if it never comes.
+        patience = None if timeout is None else timeout + DEADLINE_GRACE
+        wait = LONG_POLL_SECONDS if patience is None else max(0.0, min(LONG_POLL_SECONDS, patience))
         started = time.monotonic()
-        headers = {"X-Task-Id": self.last_task_id, "X-Acquisition-Token": self._task_token()}
+        headers = {"X-Task-Id": self.last_task_id, **self._task_headers(timeout)}
         status, reply = self._request("POST", f"/v1/tasks?wait={wait:.3f}", payload, headers, wait)
         if status == 200:
             return reply
-        if status == 409:  # finished, but Failed or Cancelled
-            raise TaskFailedError(reply.get("error", "task failed") if isinstance(reply, dict) else "task failed")
-        self._check(status, reply, "start the task")
-        remaining = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        return self.wait_result(self.last_task_id, remaining)
+        self._check(status, reply, "start the task")  # 409: finished, but Failed or Cancelled
+        remaining = None if patience is None else max(0.0, patience - (time.monotonic() - started))
+        return self._poll_result(self.last_task_id, remaining, timeout)
 
     def wait_result(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Long-poll the result itself: one request when the task is quick."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._poll_result(task_id, timeout, timeout)
+
+    def _poll_result(self, task_id: str, seconds: float | None, timeout: float | None) -> dict[str, Any]:
+        """Long-poll for ``seconds``; past them, TaskTimeoutError naming ``timeout``."""
+        deadline = None if seconds is None else time.monotonic() + seconds
         while True:
             wait = LONG_POLL_SECONDS if deadline is None else max(0.0, min(LONG_POLL_SECONDS, deadline - time.monotonic()))
             status, payload = self._request("GET", f"/v1/tasks/{quote(task_id)}/result?wait={wait:.3f}", wait=wait)
@@ -269,3 +292,12 @@ class VQPUClient(QuantumResource):
             if deadline is not None and time.monotonic() >= deadline:
                 raise TaskTimeoutError(f"task {task_id} on {self.resource_id} did not finish within {timeout:g} s")
 
+
+
+def _positive(value: str | None) -> float | None:
+    """A positive number of seconds, or None (unset, empty or not a positive number)."""
+    try:
+        seconds = float(value or "")
+    except ValueError:
+        return None
+    return seconds if 0 < seconds < float("inf") else None

@@ -45,6 +45,11 @@ class Prepared:
     active: tuple[int, ...]  # qubits kept, as indices of the written circuit
     width: int
     layout: Any  # device layout when transpiled onto a device target, else None
+    control_flow: bool = False  # loops or branches: may run long, even forever
+
+    @classmethod
+    def of(cls, parameters: tuple[Any, ...], physical: bool, runnable: Any, active: tuple[int, ...], width: int, layout: Any) -> Prepared:
+        return cls(parameters, physical, runnable, active, width, layout, _has_control_flow(runnable))
 
 
 class AerEngine:
@@ -104,12 +109,15 @@ class AerEngine:
             self._cache.clear()
 
     def is_small(self, task: PrimitiveTask, prepared: list[Prepared]) -> bool:
-        """Cheaper to run than to hand to another process: a few ms at most."""
+        """Cheaper to run than to hand to another process: a few ms at most.
+
+        Never a circuit with control flow: a loop may never end, and a task run inline
+        cannot be stopped at its deadline."""
         if self._device_backend is not None or task.program != "sampler" or len(prepared) > 4:
             return False
         shots = sum((pub.shots or task.shots or 0) for pub in task.pubs)
         return shots <= 100_000 and all(
-            len(p.active) <= 12 and p.runnable.size() <= 500 and not p.parameters for p in prepared
+            len(p.active) <= 12 and p.runnable.size() <= 500 and not p.parameters and not p.control_flow for p in prepared
         )
 
     def check(self, task: PrimitiveTask) -> list[Prepared]:
@@ -195,7 +203,7 @@ class AerEngine:
         compacted = circuit_tools.compact(circuit)
         self._check_memory(compacted.circuit, len(compacted.active), where)
         runnable = self._transpile(compacted.circuit, where)
-        return Prepared(loaded.parameters, loaded.physical, runnable, compacted.active, compacted.width, None)
+        return Prepared.of(loaded.parameters, loaded.physical, runnable, compacted.active, compacted.width, None)
 
     def _prepare_on_device(self, loaded: circuit_tools.LoadedCircuit, circuit: Any, where: str) -> Prepared:
         """With a device noise model, qubits keep their physical positions (noise is per qubit)."""
@@ -205,10 +213,10 @@ class AerEngine:
             if circuit.num_qubits > device_qubits:
                 raise PayloadError(f"{where}: circuit uses qubit {circuit.num_qubits - 1} but {self.options.noise_model} has {device_qubits}")
             self._check_memory(circuit, len(active), where)
-            return Prepared(loaded.parameters, True, circuit, tuple(range(circuit.num_qubits)), circuit.num_qubits, None)
+            return Prepared.of(loaded.parameters, True, circuit, tuple(range(circuit.num_qubits)), circuit.num_qubits, None)
         self._check_memory(circuit, len(active), where)
         runnable = self._transpile(circuit, where)
-        return Prepared(loaded.parameters, False, runnable, tuple(range(circuit.num_qubits)), circuit.num_qubits, runnable.layout)
+        return Prepared.of(loaded.parameters, False, runnable, tuple(range(circuit.num_qubits)), circuit.num_qubits, runnable.layout)
 
     def _transpile(self, circuit: Any, where: str) -> Any:
         from qiskit.transpiler.exceptions import TranspilerError
@@ -355,6 +363,12 @@ def _check_broadcast(obs_shape: tuple[int, ...], bind_shape: tuple[int, ...], wh
         np.broadcast_shapes(obs_shape, bind_shape)
     except ValueError:
         raise PayloadError(f"{where}: observables of shape {obs_shape} do not broadcast with parameter sets of shape {bind_shape}") from None
+
+
+def _has_control_flow(circuit: Any) -> bool:
+    from qiskit.circuit import ControlFlowOp
+
+    return any(isinstance(instruction.operation, ControlFlowOp) for instruction in circuit.data)
 
 
 def _measures(circuit: Any) -> bool:

@@ -17,6 +17,7 @@ from ..resources.values import setting_number
 from .server import ServiceOptions, VQPUService
 
 ENGINES = ("aer", "pulser")
+DEFAULT_TASK_TIMEOUT = 3600.0  # seconds, for tasks whose client sent no timeout
 
 
 def _number(settings: dict[str, str], key: str, default: float, override: float | None = None) -> float:
@@ -93,7 +94,11 @@ def build_service(
             worker.close()
         raise
     budget = (os.cpu_count() or 1) if engine == "aer" and not explicit_threads else None  # see LocalResource
-    resource = LocalResource(name, VQPU, front, limits, lanes=workers, inline_small=True, core_budget=budget)
+    # Every task gets a deadline: the client's (the job's timeout), else this default.
+    default_timeout = setting_number(settings, "QRMI_VQPU_TASK_TIMEOUT", DEFAULT_TASK_TIMEOUT, float, minimum=0.001)
+    resource = LocalResource(
+        name, VQPU, front, limits, lanes=workers, inline_small=True, core_budget=budget, default_timeout=default_timeout
+    )
     return VQPUService(resource, options)
 
 

@@ -1,7 +1,8 @@
 """The vQPU service: a warm simulator serving the resource contract over HTTP/JSON.
 
 Routes (all need ``Authorization: Bearer <token>``; the token is in the event file; a
-task also needs ``X-Acquisition-Token``, a token from ``/v1/acquire`` not yet released):
+task also needs ``X-Acquisition-Token``, a token from ``/v1/acquire`` not yet released,
+and may say ``X-Task-Timeout: S``, its deadline, else the service's default):
 
     GET    /v1/health                      liveness and identity
     GET    /v1/target | /v1/metadata       what it runs, counters
@@ -26,6 +27,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import os
 import re
 import secrets
@@ -40,7 +42,13 @@ from http import HTTPStatus
 from typing import Any
 
 from ..backends.local import LocalResource, UnknownTaskError
-from ..errors import PayloadError, QuantumError, ResourceUnavailableError, TaskFailedError
+from ..errors import (
+    PayloadError,
+    QuantumError,
+    ResourceUnavailableError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
 from ..payloads.inputs import decode_json
 from ..procs import pid_alive
 from ..resources.events import VQPUEvent, clear_event, write_event
@@ -262,11 +270,12 @@ class VQPUService:
         if wanted is not None and not _TASK_ID.match(wanted):
             raise HTTPError(HTTPStatus.BAD_REQUEST, "X-Task-Id must be 32 lowercase hex digits")
         self._check_acquisition(request)
+        timeout = _task_timeout(request)
         wait = _wait_seconds(request) if "wait" in request.query else None
         body = await request.body()
 
         def start() -> tuple[str, Reply | None]:
-            task_id = self.resource.task_start(_decode(body), task_id=wanted)
+            task_id = self.resource.task_start(_decode(body), task_id=wanted, timeout=timeout)
             if wait is not None and self.resource.task_status(task_id).finished:
                 return task_id, self._result_reply(task_id)  # one hop for quick tasks
             return task_id, None
@@ -358,9 +367,24 @@ def _wait_seconds(request: Request) -> float:
     return min(max(wait, 0.0), MAX_WAIT_SECONDS)
 
 
+def _task_timeout(request: Request) -> float | None:
+    raw = request.headers.get("x-task-timeout")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, f"X-Task-Timeout={raw[:20]!r} is not a positive number of seconds")
+    return seconds
+
+
 def _http_error(exc: QuantumError) -> HTTPError:
     if isinstance(exc, UnknownTaskError):
         return HTTPError(HTTPStatus.NOT_FOUND, str(exc))
+    if isinstance(exc, TaskTimeoutError):  # the task ran past its deadline: the kind says so
+        return HTTPError(HTTPStatus.CONFLICT, str(exc), kind="TaskTimeoutError")
     if isinstance(exc, TaskFailedError):
         return HTTPError(HTTPStatus.CONFLICT, str(exc))
     if isinstance(exc, ResourceUnavailableError):

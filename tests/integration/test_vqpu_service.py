@@ -34,12 +34,29 @@ from snakemake_executor_plugin_quantum.errors import (
     PayloadError,
     ResourceUnavailableError,
     TaskFailedError,
+    TaskTimeoutError,
 )
 
 pytestmark = pytest.mark.slow
 
 GHZ = (CIRCUITS / "ghz5.qasm").read_text()
 SAMPLE = {"program_id": "sampler", "parameters": {"pubs": [[GHZ]], "shots": 200}}
+# A repeat-until-success loop that never succeeds: the qubit is reset, so it always
+# measures 0 (the two H gates cancel). Aer runs it forever, holding the GIL.
+LOOP = """OPENQASM 3.0;
+include "stdgates.inc";
+qubit[1] q;
+bit[1] c;
+reset q[0];
+c[0] = measure q[0];
+while (c == 0) {
+  reset q[0];
+  h q[0];
+  h q[0];
+  c[0] = measure q[0];
+}
+"""
+FOREVER = {"program_id": "sampler", "parameters": {"pubs": [[LOOP]], "shots": 10}}
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +70,8 @@ def vqpu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """A vQPU with tight connection limits: 8 connections, closed after 1 s idle."""
-    env = clean_env(lim_QRMI_VQPU_MAX_CONNECTIONS="8", lim_QRMI_VQPU_CONNECTION_IDLE_SECONDS="1")
+    """A vQPU with tight limits: 8 connections, closed after 1 s idle, tasks stopped after 2 s."""
+    env = clean_env(lim_QRMI_VQPU_MAX_CONNECTIONS="8", lim_QRMI_VQPU_CONNECTION_IDLE_SECONDS="1", lim_QRMI_VQPU_TASK_TIMEOUT="2")
     service = start_service("lim", tmp_path_factory.mktemp("events"), "--lanes", "1", env=env, shared=True)
     yield service
     stop_service(service)
@@ -392,7 +409,7 @@ def test_beyond_the_cap_the_longest_idle_connection_makes_room(limited: Service)
 
 def test_beyond_the_cap_with_every_connection_busy_a_new_one_gets_503_at_once(limited: Service) -> None:
     c = client(limited)
-    task = c.task_start({"program_id": "sampler", "parameters": {"pubs": [[long_circuit()]], "shots": 10}})
+    task = c.task_start(FOREVER, timeout=5)
     event = limited.event()
     polls = []
     try:
@@ -531,3 +548,71 @@ def test_in_process_resource_reports_offline_once_closed() -> None:
     assert resource.status() is ResourceStatus.ONLINE
     resource.close()
     assert resource.status() is ResourceStatus.OFFLINE
+
+
+# ------------------------------------------------------------------ deadlines
+
+
+def lane_workers(service: Service) -> set[int]:
+    """The service's child processes that are alive (not zombies)."""
+    children = psutil.Process(service.process.pid).children(recursive=True)
+    return {p.pid for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE}
+
+
+def replaced_workers(service: Service, before: set[int], timeout: float = 10) -> set[int]:
+    """The workers of ``before`` that are gone once as many live workers are back."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = lane_workers(service)
+        if (before - now and len(now) == len(before)) or time.monotonic() > deadline:
+            return before - now
+        time.sleep(0.05)
+
+
+def test_a_task_that_never_ends_fails_at_its_deadline_and_the_vqpu_serves_on(limited: Service) -> None:
+    c = client(limited)
+    c.run(SAMPLE)
+    workers = lane_workers(limited)
+    started = time.monotonic()
+    with pytest.raises(TaskTimeoutError, match="did not finish within 1 s") as caught:
+        c.run(FOREVER, timeout=1)
+    assert 1.0 <= time.monotonic() - started < 2.5, "the service stopped it at its deadline"
+    assert "\n" not in str(caught.value)
+    assert len(replaced_workers(limited, workers)) == 1, "the looping worker is gone, and a new one took its place"
+    on_a_lane = {"program_id": "sampler", "parameters": {"pubs": [[long_circuit(13, 2)]], "shots": 100}}  # 13 qubits: not inline
+    assert sum(c.run(on_a_lane, timeout=30)["pubs"][0]["registers"]["c"]["counts"].values()) == 100
+    assert c.metadata()["timed_out"] >= 1
+
+
+def test_a_task_sent_without_a_timeout_gets_the_services_default(limited: Service) -> None:
+    c = client(limited)
+    task = c.task_start(FOREVER)  # no job timeout in the settings: no X-Task-Timeout
+    started = time.monotonic()
+    assert c.wait(task, timeout=10).value == "Failed"
+    assert 1.5 < time.monotonic() - started < 3.5
+    with pytest.raises(TaskTimeoutError, match="did not finish within 2 s"):
+        c.task_result(task)
+
+
+def test_qrun_on_a_circuit_that_loops_forever_exits_4_in_one_line_with_no_output(limited: Service, tmp_path: Path) -> None:
+    (tmp_path / "loop.qasm").write_text(LOOP)
+    out = tmp_path / "out.json"
+    result = run([command("qrun"), str(tmp_path / "loop.qasm"), "--timeout", "1", "-o", str(out)], env=limited.job_env())
+    assert result.returncode == 4, result.stderr
+    assert "did not finish within 1 s" in result.stderr and result.stderr.strip().count("\n") == 0
+    assert result.seconds < 5 and not out.exists()
+
+
+def test_a_circuit_with_a_loop_never_runs_in_the_request_thread(vqpu: Service) -> None:
+    c = client(vqpu)
+    task = c.task_start(FOREVER, timeout=5)
+    try:
+        deadline = time.monotonic() + 5
+        while c.task_status(task).value != "Running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        started = time.monotonic()
+        assert c.health()["ok"], "the front end answers: the loop runs in a lane's worker"
+        assert time.monotonic() - started < 1.0
+    finally:
+        c.task_stop(task)
