@@ -68,9 +68,13 @@ class _Task:
     lane: Any = None  # the lane running it
     timeout: float | None = None  # seconds from submission
     timed_out: bool = False
+    rule: str | None = None  # the Snakemake rule, when the client said
+    where: str | None = None  # "lane N" or "inline"
+    engine_seconds: float | None = None
 
     def log(self, message: str) -> None:
-        self.logs.append(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}")
+        now = time.time()
+        self.logs.append(f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d} {message}")
 
 
 class LocalResource(QuantumResource):
@@ -107,7 +111,7 @@ class LocalResource(QuantumResource):
         self._inline_slot = threading.Lock()
         self._queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._feeders = [
-            threading.Thread(target=self._feed, args=(lane,), name=f"{resource_id}-lane-{i}", daemon=True)
+            threading.Thread(target=self._feed, args=(lane, f"lane {i}"), name=f"{resource_id}-lane-{i}", daemon=True)
             for i, lane in enumerate(self._lane_objects)
         ]
         for feeder in self._feeders:
@@ -148,9 +152,12 @@ class LocalResource(QuantumResource):
         with self._lock:
             return token in self._tokens
 
-    def task_start(self, payload: dict[str, Any], task_id: str | None = None, timeout: float | None = None) -> str:
+    def task_start(
+        self, payload: dict[str, Any], task_id: str | None = None, timeout: float | None = None, rule: str | None = None
+    ) -> str:
         """Validate and queue; ``task_id`` lets a remote client choose the id (must be new);
-        ``timeout`` (else ``default_timeout``) is the task's deadline in seconds from now."""
+        ``timeout`` (else ``default_timeout``) is the task's deadline in seconds from now;
+        ``rule`` names the Snakemake rule in the logs."""
         timeout = self.default_timeout if timeout is None else timeout
         if timeout is not None and not (0 < timeout < math.inf):
             raise PayloadError(f"a task's timeout must be a positive number of seconds, not {timeout!r}")
@@ -162,7 +169,7 @@ class LocalResource(QuantumResource):
             with self._lock:
                 self.counters["rejected"] += 1
             raise
-        record = _Task(task_id or uuid.uuid4().hex, task.program, time.time(), task=task, prepared=prepared, timeout=timeout)
+        record = _Task(task_id or uuid.uuid4().hex, task.program, time.time(), task=task, prepared=prepared, timeout=timeout, rule=rule)
         with self._lock:
             if record.id in self._tasks:
                 raise PayloadError(f"task id {record.id} is already in use")
@@ -172,14 +179,14 @@ class LocalResource(QuantumResource):
             self._queued += 1
             self._tasks[record.id] = record
             self.counters["started"] += 1
-        record.log(f"queued {task.program} task on {self.resource_id}")
+        record.log(f"queued: {_describe(task)} on {self.resource_id}" + (f" for rule {rule}" if rule else ""))
         for option in getattr(task, "ignored_options", ()):
             record.log(f"option '{option}' applies to hardware only and was ignored by the simulator")
         if timeout is not None:
             self._watch_deadline(record.id, timeout)
         if self._inline is not None and self.engine.is_small(task, prepared) and self._inline_slot.acquire(blocking=False):
             try:
-                self._run(record, self._inline)
+                self._run(record, self._inline, "inline")
             finally:
                 self._inline_slot.release()
         else:
@@ -317,14 +324,14 @@ class LocalResource(QuantumResource):
             raise UnknownTaskError(f"no task {task_id} on {self.resource_id} (unknown, or finished long ago and forgotten)")
         return record
 
-    def _feed(self, lane: Any) -> None:
+    def _feed(self, lane: Any, where: str) -> None:
         while True:
             record = self._queue.get()
             if record is None:
                 return
-            self._run(record, lane)
+            self._run(record, lane, where)
 
-    def _run(self, record: _Task, lane: Any) -> None:
+    def _run(self, record: _Task, lane: Any, where: str) -> None:
         task = record.task
         with self._lock:
             if record.status.finished:  # cancelled while queued
@@ -333,9 +340,11 @@ class LocalResource(QuantumResource):
             record.status = TaskStatus.RUNNING
             record.started = time.time()
             record.lane = lane
+            record.where = where
             self._busy_lanes += 1
             threads = max(1, self.core_budget // self._busy_lanes) if self.core_budget else None
-        record.log(f"running on {threading.current_thread().name}" + (f" with {threads} thread(s)" if threads else ""))
+        queued = _seconds(record.started - record.submitted)
+        record.log(f"started {'inline' if where == 'inline' else 'on ' + where} after {queued} queued" + (f", {threads} thread(s)" if threads else ""))
         try:
             body, metadata = lane.run(record.id, task, record.prepared, threads)
         except LaneStopped:
@@ -353,6 +362,7 @@ class LocalResource(QuantumResource):
                 record.lane = None
                 self._busy_lanes -= 1
         metadata["queued_seconds"] = round((record.started or record.submitted) - record.submitted, 6)
+        record.engine_seconds = metadata.get("run_seconds")
         doc = results.document(task.program, (self.resource_id, self.resource_type), body, metadata, task_id=record.id)
         with self._lock:
             if record.status.finished:  # stopped while running
@@ -372,7 +382,11 @@ class LocalResource(QuantumResource):
         record.finished = time.time()
         record.task = record.prepared = record.lane = None  # large; the result is what we keep
         self.counters[{"Completed": "completed", "Failed": "failed", "Cancelled": "cancelled"}[status.value]] += 1
-        record.log(f"{status.value.lower()}" + (f": {error}" if error else ""))
+        summary = _timings(record)
+        record.log(f"{status.value.lower()}{': ' + error if error else ''} ({summary})")
+        if log.isEnabledFor(logging.INFO):
+            rule = f" rule {record.rule}" if record.rule else ""
+            log.info("task %s%s %s %s (%s)%s", record.id, rule, record.program, status.value.lower(), summary, f": {error}" if error else "")
         record.done.set()
         if self.on_finish is not None:
             self.on_finish(record.id)
@@ -382,6 +396,29 @@ class LocalResource(QuantumResource):
             old, _ = self._finished_ids.popitem(last=False)
             self._tasks.pop(old, None)
 
+
+
+def _describe(task: PrimitiveTask | PulserTask) -> str:
+    if isinstance(task, PulserTask):
+        return f"pulser task, {task.shots} shots"
+    pubs = len(task.pubs)
+    return f"{task.program} task, {pubs} pub{'s' if pubs != 1 else ''}"
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def _timings(record: _Task) -> str:
+    """Where and how long: queued, running (of which in the engine), the lane."""
+    end = record.finished or time.time()
+    if record.started is None:
+        return f"queued {_seconds(end - record.submitted)}, never started"
+    parts = [f"queued {_seconds(record.started - record.submitted)}", f"ran {_seconds(end - record.started)}"]
+    if record.engine_seconds is not None:
+        parts.append(f"engine {_seconds(record.engine_seconds)}")
+    parts.append(record.where or "?")
+    return ", ".join(parts)
 
 
 def in_process(resource_id: str, resource_type: str, settings: dict[str, str], limits: Limits = Limits()) -> LocalResource:

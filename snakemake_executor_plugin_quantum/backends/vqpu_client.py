@@ -43,8 +43,12 @@ BUSY_RETRIES = 8
 
 
 class VQPUClient(QuantumResource):
-    def __init__(self, resource_id: str, settings: dict[str, str], connect_timeout: float | None = None):
+    def __init__(
+        self, resource_id: str, settings: dict[str, str], connect_timeout: float | None = None, rule: str | None = None
+    ):
+        """``rule``: the Snakemake rule the tasks run for, named in the vQPU's log."""
         super().__init__(resource_id, VQPU)
+        self.rule = rule
         self.event_file = settings.get("QRMI_VQPU_EVENT_FILE") or event_path(
             settings.get("QRMI_VQPU_EVENT_DIR") or default_event_dir(), resource_id
         )
@@ -215,6 +219,8 @@ class VQPUClient(QuantumResource):
         timeout = self.job_timeout if timeout is None else timeout
         if timeout is not None:
             headers["X-Task-Timeout"] = f"{timeout:.3f}"
+        if self.rule:
+            headers["X-Rule"] = self.rule
         return headers
 
     def task_stop(self, task_id: str) -> None:

@@ -82,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = jobenv.resource_settings(args.name, os.environ, base)
     from ..service.build import build_service, options_from
 
+    _log_tasks(args.name, args.debug)
     options = options_from(args, settings)
     service = build_service(args.name, settings, options, args.engine, args.lanes)
     service.install_signal_handlers()
@@ -90,6 +91,15 @@ def _serve(args: argparse.Namespace) -> int:
     reason = service.serve()
     print(f"vqpu: {args.name} stopped: {reason}", file=sys.stderr)
     return 0
+
+
+def _log_tasks(name: str, debug: bool) -> None:
+    """A service's log (its stderr) records every task at INFO, with timestamps."""
+    import logging
+
+    logging.getLogger("snakemake_executor_plugin_quantum").setLevel(logging.DEBUG if debug else logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s vqpu {name}: %(message)s"))
 
 
 # ------------------------------------------------------------------ status

@@ -2,7 +2,8 @@
 
 Routes (all need ``Authorization: Bearer <token>``; the token is in the event file; a
 task also needs ``X-Acquisition-Token``, a token from ``/v1/acquire`` not yet released,
-and may say ``X-Task-Timeout: S``, its deadline, else the service's default):
+and may say ``X-Task-Timeout: S``, its deadline, else the service's default, and
+``X-Rule: NAME``, the Snakemake rule it runs for, which the logs name):
 
     GET    /v1/health                      liveness and identity
     GET    /v1/target | /v1/metadata       what it runs, counters
@@ -271,11 +272,12 @@ class VQPUService:
             raise HTTPError(HTTPStatus.BAD_REQUEST, "X-Task-Id must be 32 lowercase hex digits")
         self._check_acquisition(request)
         timeout = _task_timeout(request)
+        rule = _rule(request)
         wait = _wait_seconds(request) if "wait" in request.query else None
         body = await request.body()
 
         def start() -> tuple[str, Reply | None]:
-            task_id = self.resource.task_start(_decode(body), task_id=wanted, timeout=timeout)
+            task_id = self.resource.task_start(_decode(body), task_id=wanted, timeout=timeout, rule=rule)
             if wait is not None and self.resource.task_status(task_id).finished:
                 return task_id, self._result_reply(task_id)  # one hop for quick tasks
             return task_id, None
@@ -365,6 +367,19 @@ def _wait_seconds(request: Request) -> float:
     if wait != wait:  # NaN
         raise HTTPError(HTTPStatus.BAD_REQUEST, f"wait={raw!r} is not a number of seconds")
     return min(max(wait, 0.0), MAX_WAIT_SECONDS)
+
+
+_RULE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+
+
+def _rule(request: Request) -> str | None:
+    """The X-Rule header: a rule name (it goes into logs, so nothing else)."""
+    raw = request.headers.get("x-rule")
+    if raw is None:
+        return None
+    if not _RULE.match(raw):
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "X-Rule must be a rule name (letters, digits, _ . : -; at most 200)")
+    return raw
 
 
 def _task_timeout(request: Request) -> float | None:

@@ -218,26 +218,24 @@ def test_stopping_a_running_task_kills_its_worker_and_service_goes_on(tmp_path: 
         stop_service(service)
 
 
-def test_a_lane_running_alone_uses_the_idle_lanes_cores_with_the_same_samples(tmp_path: Path) -> None:
+def test_a_lane_running_alone_uses_the_idle_lanes_cores_with_the_same_samples(vqpu: Service) -> None:
     cores = os.cpu_count() or 1
-    service = start_service("budget", tmp_path / "events", "--lanes", "2")
+    c = client(vqpu)
+    sixteen = {"program_id": "sampler", "parameters": {"pubs": [[long_circuit(16, 20)]], "shots": 300, "options": {"simulator": {"seed_simulator": 5}}}}
+    alone = c.run(sixteen, timeout=120)
+    assert f", {cores} thread(s)" in c.task_logs(c.last_task_id)
+    blocker = c.task_start({"program_id": "sampler", "parameters": {"pubs": [[long_circuit(18, 300)]], "shots": 10}})
     try:
-        c = client(service)
-        sixteen = {"program_id": "sampler", "parameters": {"pubs": [[long_circuit(16, 20)]], "shots": 300, "options": {"simulator": {"seed_simulator": 5}}}}
-        alone = c.run(sixteen, timeout=120)
-        assert f"with {cores} thread(s)" in c.task_logs(c.last_task_id)
-        blocker = c.task_start({"program_id": "sampler", "parameters": {"pubs": [[long_circuit(18, 300)]], "shots": 10}})
         deadline = time.monotonic() + 30
         while c.task_status(blocker).value != "Running":
             assert time.monotonic() < deadline
             time.sleep(0.05)
         beside = c.run(sixteen, timeout=120)
-        assert f"with {max(1, cores // 2)} thread(s)" in c.task_logs(c.last_task_id)
-        c.task_stop(blocker)
-        counts = [r["pubs"][0]["registers"]["c"]["counts"] for r in (alone, beside)]
-        assert counts[0] == counts[1], "a seed gives the same samples whatever the thread count"
+        assert f", {max(1, cores // 2)} thread(s)" in c.task_logs(c.last_task_id)
     finally:
-        stop_service(service)
+        c.task_stop(blocker)
+    counts = [r["pubs"][0]["registers"]["c"]["counts"] for r in (alone, beside)]
+    assert counts[0] == counts[1], "a seed gives the same samples whatever the thread count"
 
 
 def test_eight_clients_hundred_tasks_each_without_errors_and_bounded_memory(vqpu: Service) -> None:
@@ -280,7 +278,7 @@ def test_service_stops_itself_on_idle_timeout_and_walltime(tmp_path: Path, optio
     try:
         service.process.wait(30)
         assert not service.event_file.exists()
-        assert ("idle for 2 s" if option == "--idle-timeout" else "walltime of 2 s reached") in service.process.stderr.read()
+        assert ("idle for 2 s" if option == "--idle-timeout" else "walltime of 2 s reached") in service.log()
     finally:
         stop_service(service)
 
@@ -616,3 +614,43 @@ def test_a_circuit_with_a_loop_never_runs_in_the_request_thread(vqpu: Service) -
         assert time.monotonic() - started < 1.0
     finally:
         c.task_stop(task)
+
+
+# ------------------------------------------------------------------ logs
+
+
+def test_task_logs_show_timings_and_the_lane_not_thread_names(vqpu: Service) -> None:
+    import re
+
+    c = client(vqpu)
+    c.run({"program_id": "sampler", "parameters": {"pubs": [[long_circuit(13, 2)]], "shots": 100}})  # on a lane
+    logs = c.task_logs(c.last_task_id)
+    assert re.search(r"started on lane \d after [\d.]+ m?s queued", logs), logs
+    assert re.search(r"completed \(queued [\d.]+ m?s, ran [\d.]+ m?s, engine [\d.]+ m?s, lane \d\)", logs), logs
+    c.run(SAMPLE)  # tiny: inline
+    assert "started inline after" in c.task_logs(c.last_task_id)
+    assert "sim-lane" not in logs and "Thread" not in logs
+
+
+def test_qrun_logs_show_the_tasks_timings(vqpu: Service, tmp_path: Path) -> None:
+    (tmp_path / "ghz.qasm").write_text(GHZ)
+    result = run([command("qrun"), str(tmp_path / "ghz.qasm"), "--logs", "-o", str(tmp_path / "out.json")], env=vqpu.job_env())
+    assert result.returncode == 0, result.stderr
+    assert "completed (queued" in result.stderr and "engine" in result.stderr and "-lane-" not in result.stderr
+
+
+def test_the_vqpu_log_records_each_task_with_its_rule_and_timings(vqpu: Service) -> None:
+    c = VQPUClient("sim", {"QRMI_VQPU_EVENT_FILE": str(vqpu.event_file)}, rule="sample_ghz5")
+    c.run(SAMPLE)
+    c.close()
+    deadline = time.monotonic() + 5
+    while f"task {c.last_task_id}" not in vqpu.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = next(line for line in vqpu.log().splitlines() if f"task {c.last_task_id}" in line)
+    assert "rule sample_ghz5 sampler completed (queued" in line and "engine" in line
+    assert vqpu.event()["token"] not in vqpu.log()
+
+
+def test_a_rule_name_that_is_not_one_is_refused(vqpu: Service) -> None:
+    status, body = raw(vqpu, "POST", "/v1/tasks", json.dumps(SAMPLE).encode(), {**auth(vqpu), "X-Rule": "a b\u00e9"})
+    assert status == 400 and "X-Rule" in body["error"]
