@@ -153,7 +153,11 @@ class LocalResource(QuantumResource):
             return token in self._tokens
 
     def task_start(
-        self, payload: dict[str, Any], task_id: str | None = None, timeout: float | None = None, rule: str | None = None
+        self,
+        payload: dict[str, Any],
+        task_id: str | None = None,
+        timeout: float | None = None,
+        rule: str | None = None,
     ) -> str:
         """Validate and queue; ``task_id`` lets a remote client choose the id (must be new);
         ``timeout`` (else ``default_timeout``) is the task's deadline in seconds from now;

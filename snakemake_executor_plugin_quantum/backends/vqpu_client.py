@@ -40,6 +40,7 @@ LONG_POLL_SECONDS = 30.0
 REPLY_SECONDS = 60.0  # for a reply, beyond any long-poll wait the request asked for
 DEADLINE_GRACE = 2.0  # past a task's timeout, how long to wait for the service's own verdict
 BUSY_RETRIES = 8
+MAX_BATCH = 1024  # tasks per batch request (the service's limit)
 
 
 class VQPUClient(QuantumResource):
@@ -283,6 +284,65 @@ class VQPUClient(QuantumResource):
         remaining = None if patience is None else max(0.0, patience - (time.monotonic() - started))
         return self._poll_result(self.last_task_id, remaining, timeout)
 
+    def run_many(
+        self, payloads: list[dict[str, Any]], timeout: float | None = None, task_ids: list[str] | None = None
+    ) -> list[dict[str, Any] | QuantumError]:
+        """Run many tasks through one request; each result, or the error that task met, in order.
+
+        Each task runs exactly as it would alone (its own id, deadline, validation and
+        lane), so a seed gives the same counts as ``run``. Tasks still running when the
+        request's wait ends are long-polled one by one. If this call is interrupted
+        (Ctrl-C, a signal), the tasks not yet finished are stopped.
+        """
+        if task_ids is not None and len(task_ids) != len(payloads):
+            raise ValueError(f"{len(task_ids)} task ids for {len(payloads)} payloads")
+        ids = list(task_ids) if task_ids is not None else [uuid.uuid4().hex for _ in payloads]
+        self.last_task_ids = ids
+        timeout = self.job_timeout if timeout is None else timeout
+        patience = None if timeout is None else timeout + DEADLINE_GRACE
+        started = time.monotonic()
+        out: list[dict[str, Any] | QuantumError] = []
+        pending: list[tuple[int, str]] = []
+        try:
+            for first in range(0, len(payloads), MAX_BATCH):
+                out += self._batch(payloads[first:first + MAX_BATCH], ids[first:first + MAX_BATCH], timeout, patience, started, pending, first)
+            for index, task_id in pending:
+                remaining = None if patience is None else max(0.0, patience - (time.monotonic() - started))
+                try:
+                    out[index] = self._poll_result(task_id, remaining, timeout)
+                except QuantumError as exc:
+                    out[index] = exc
+        except BaseException:
+            for task_id in ids:
+                with contextlib.suppress(QuantumError):
+                    self.task_stop(task_id)
+            raise
+        return out
+
+    def _batch(
+        self, payloads: list[dict[str, Any]], ids: list[str], timeout: float | None, patience: float | None,
+        started: float, pending: list[tuple[int, str]], offset: int,
+    ) -> list[dict[str, Any] | QuantumError]:
+        entries = [{"task_id": task_id, "payload": payload, "timeout": timeout} for task_id, payload in zip(ids, payloads, strict=True)]
+        left = None if patience is None else max(0.0, patience - (time.monotonic() - started))
+        wait = LONG_POLL_SECONDS if left is None else min(LONG_POLL_SECONDS, left)
+        headers = self._task_headers(timeout)
+        headers.pop("X-Task-Timeout", None)  # each entry carries its own
+        reply = self._check(*self._request("POST", f"/v1/tasks/batch?wait={wait:.3f}", entries, headers, wait), "start the tasks")
+        tasks = reply.get("tasks") if isinstance(reply, dict) else None
+        if not isinstance(tasks, list) or len(tasks) != len(entries):
+            raise ResourceUnavailableError(f"vQPU '{self.resource_id}' sent a malformed batch reply")
+        out: list[dict[str, Any] | QuantumError] = []
+        for index, (task_id, outcome) in enumerate(zip(ids, tasks, strict=True)):
+            if "result" in outcome:
+                out.append(outcome["result"])
+            elif "error" in outcome:
+                out.append(_batch_error(outcome))
+            else:
+                out.append(TaskTimeoutError(f"task {task_id} on {self.resource_id} did not finish"))  # replaced when polled
+                pending.append((offset + index, task_id))
+        return out
+
     def wait_result(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Long-poll the result itself: one request when the task is quick."""
         return self._poll_result(task_id, timeout, timeout)
@@ -298,6 +358,20 @@ class VQPUClient(QuantumResource):
             if deadline is not None and time.monotonic() >= deadline:
                 raise TaskTimeoutError(f"task {task_id} on {self.resource_id} did not finish within {timeout:g} s")
 
+
+
+def _batch_error(outcome: dict[str, Any]) -> QuantumError:
+    """The exception a task of a batch met, of the kind it would raise alone."""
+    kinds: dict[str, type[QuantumError]] = {
+        "PayloadError": PayloadError,
+        "ResourceLimitError": ResourceLimitError,
+        "ResourceUnavailableError": ResourceUnavailableError,
+        "TaskTimeoutError": TaskTimeoutError,
+    }
+    message, kind = str(outcome.get("error") or "task failed"), str(outcome.get("kind"))
+    if outcome.get("status") == "Rejected":  # refused at the start, as task_start would raise
+        return kinds.get(kind, PayloadError)(message)
+    return TaskTimeoutError(message) if kind == "TaskTimeoutError" else TaskFailedError(message)
 
 
 def _positive(value: str | None) -> float | None:

@@ -10,6 +10,9 @@ and may say ``X-Task-Timeout: S``, its deadline, else the service's default, and
     POST   /v1/acquire | /v1/release       QRMI acquisition tokens
     POST   /v1/tasks?wait=S                start a task (body: QRMI payload) -> {task_id};
                                            with wait, the result itself if done by then
+    POST   /v1/tasks/batch?wait=S          start many (body: [{task_id, payload, timeout}]);
+                                           -> {tasks: [result, error or status per task]}
+                                           once all are done or the wait is over
     GET    /v1/tasks/<id>?wait=S           status, optionally long-polling until finished
     GET    /v1/tasks/<id>/result?wait=S    the result document once Completed
     GET    /v1/tasks/<id>/logs             task log lines
@@ -229,6 +232,8 @@ class VQPUService:
             return await self._call(_ok, resource.metadata)
         if method == "POST" and path == "/v1/tasks":
             return await self._start_task(request)
+        if method == "POST" and path == "/v1/tasks/batch":
+            return await self._start_batch(request)
         if method == "POST" and path == "/v1/acquire":
             return await self._call(lambda: Reply.json(HTTPStatus.OK, {"token": resource.acquire()}))
         if method == "POST" and path == "/v1/release":
@@ -292,6 +297,47 @@ class VQPUService:
             return Reply.json(HTTPStatus.CREATED, {"task_id": task_id})
         return await self._call(self._result_reply, task_id)
 
+    async def _start_batch(self, request: Request) -> Reply:
+        """Many tasks in one request, each exactly as it would run alone (own id, timeout,
+        validation, lane); the reply lists each one's result, error or status in order."""
+        self._check_acquisition(request)
+        rule = _rule(request)
+        wait = _wait_seconds(request)
+        started = time.monotonic()
+        body = await request.body()
+
+        def start_all() -> list[dict[str, Any]]:
+            entries = _batch_entries(_decode(body))
+            out = []
+            for entry in entries:
+                try:
+                    task_id = self.resource.task_start(entry["payload"], task_id=entry.get("task_id"), timeout=entry.get("timeout"), rule=rule)
+                    out.append({"task_id": task_id})
+                except QuantumError as exc:
+                    error = _http_error(exc)
+                    out.append({"task_id": entry.get("task_id"), "status": "Rejected", "error": str(exc), "kind": error.kind or type(exc).__name__})
+            return out
+
+        entries = await self._call(start_all)
+        for entry in entries:
+            if "status" not in entry:
+                task_id = entry["task_id"]
+                await self._waiters.wait(lambda task_id=task_id: self._status(task_id).finished, task_id, wait - (time.monotonic() - started))
+        return await self._call(lambda: Reply.json(HTTPStatus.OK, {"tasks": [self._batch_outcome(e) for e in entries]}))
+
+    def _batch_outcome(self, entry: dict[str, Any]) -> dict[str, Any]:
+        if "status" in entry:
+            return entry
+        task_id = entry["task_id"]
+        try:
+            status = self.resource.task_status(task_id)
+            if not status.finished:
+                return {"task_id": task_id, "status": status.value}
+            return {"task_id": task_id, "status": status.value, "result": self.resource.task_result(task_id)}
+        except QuantumError as exc:
+            kind = "TaskTimeoutError" if isinstance(exc, TaskTimeoutError) else type(exc).__name__
+            return {"task_id": task_id, "status": self.resource.task_status(task_id).value, "error": str(exc), "kind": kind}
+
     def _result_reply(self, task_id: str) -> Reply:
         status = self.resource.task_status(task_id)
         if not status.finished:
@@ -344,6 +390,8 @@ class _Waiters:
                 future.set_result(None)
 
 
+MAX_BATCH = 1024
+
 _TASK = re.compile(r"^/v1/tasks/([0-9a-f]{32})(/result|/logs)?$")
 _TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -356,6 +404,26 @@ def _decode(body: bytes) -> Any:
     if not body.strip():
         raise HTTPError(HTTPStatus.BAD_REQUEST, "request body is empty")
     return decode_json(body, what="request body")
+
+
+def _batch_entries(body: Any) -> list[dict[str, Any]]:
+    """The batch body, checked as a whole: a list of {payload, task_id?, timeout?}."""
+    if not isinstance(body, list) or not body:
+        raise HTTPError(HTTPStatus.BAD_REQUEST, "a batch is a non-empty JSON list of {\"payload\": ..., \"task_id\": ..., \"timeout\": ...}")
+    if len(body) > MAX_BATCH:
+        raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"a batch holds at most {MAX_BATCH} tasks, not {len(body)}")
+    seen: set[str] = set()
+    for i, entry in enumerate(body):
+        if not isinstance(entry, dict) or not isinstance(entry.get("payload"), dict) or set(entry) - {"payload", "task_id", "timeout"}:
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"batch entry {i} must be {{\"payload\": {{...}}, \"task_id\": ..., \"timeout\": ...}}")
+        task_id = entry.get("task_id")
+        if task_id is not None and (not isinstance(task_id, str) or not _TASK_ID.match(task_id) or task_id in seen):
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"batch entry {i}: task_id must be 32 lowercase hex digits, unique in the batch")
+        seen.add(task_id or "")
+        timeout = entry.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf):
+            raise HTTPError(HTTPStatus.BAD_REQUEST, f"batch entry {i}: timeout must be a positive number of seconds")
+    return body
 
 
 def _wait_seconds(request: Request) -> float:

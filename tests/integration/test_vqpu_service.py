@@ -654,3 +654,54 @@ def test_the_vqpu_log_records_each_task_with_its_rule_and_timings(vqpu: Service)
 def test_a_rule_name_that_is_not_one_is_refused(vqpu: Service) -> None:
     status, body = raw(vqpu, "POST", "/v1/tasks", json.dumps(SAMPLE).encode(), {**auth(vqpu), "X-Rule": "a b\u00e9"})
     assert status == 400 and "X-Rule" in body["error"]
+
+
+# ------------------------------------------------------------------ batches
+
+
+def _comparable(outcome: object) -> object:
+    """A result without what differs between two runs of the same task: id and timings."""
+    if isinstance(outcome, Exception):
+        return (type(outcome).__name__, str(outcome))
+    assert isinstance(outcome, dict)
+    metadata = {k: v for k, v in outcome["metadata"].items() if k not in ("run_seconds", "queued_seconds")}
+    return {**{k: v for k, v in outcome.items() if k not in ("task_id", "metadata")}, "metadata": metadata}
+
+
+def test_a_batch_gives_each_task_exactly_what_it_would_get_alone(vqpu: Service) -> None:
+    seeded = {"simulator": {"seed_simulator": 11}}
+    payloads = [
+        {"program_id": "sampler", "parameters": {"pubs": [[GHZ]], "shots": 100 + i, "options": {"simulator": {"seed_simulator": i}}}}
+        for i in range(8)
+    ] + [
+        {"program_id": "sampler", "parameters": {"pubs": [[long_circuit(13, 2)]], "shots": 300, "options": seeded}},  # on a lane
+        {"program_id": "estimator", "parameters": {"pubs": [[GHZ, ["ZZZZZ", "XXXXX"]]], "options": seeded}},
+        {"program_id": "sampler", "parameters": {"pubs": [["OPENQASM 3.0; qubit q; wobble q;"]]}},  # rejected
+    ]
+    c = client(vqpu)
+    alone = []
+    for payload in payloads:
+        try:
+            alone.append(c.run(payload))
+        except PayloadError as exc:
+            alone.append(exc)
+    together = c.run_many(payloads)
+    assert [_comparable(o) for o in together] == [_comparable(o) for o in alone]
+    assert isinstance(together[-1], PayloadError) and "invalid OpenQASM 3" in str(together[-1])
+    ids = [o["task_id"] for o in together[:-1]]  # type: ignore[index]
+    assert len(set(ids)) == len(ids) == len(c.last_task_ids) - 1
+
+
+def test_a_batch_task_that_never_ends_times_out_alone(limited: Service) -> None:
+    c = client(limited)
+    started = time.monotonic()
+    looped, sampled = c.run_many([FOREVER, SAMPLE], timeout=1)
+    assert isinstance(looped, TaskTimeoutError) and "did not finish within 1 s" in str(looped)
+    assert isinstance(sampled, dict) and sum(sampled["pubs"][0]["registers"]["meas"]["counts"].values()) == 200
+    assert time.monotonic() - started < 3.0
+
+
+def test_a_batch_needs_an_acquisition_token(vqpu: Service) -> None:
+    body = json.dumps([{"payload": SAMPLE}]).encode()
+    status, reply = raw(vqpu, "POST", "/v1/tasks/batch?wait=5", body, {"Authorization": f"Bearer {vqpu.event()['token']}"})
+    assert status == 403 and "acquisition token" in reply["error"]
