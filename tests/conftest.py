@@ -263,8 +263,10 @@ def _no_leftover_processes() -> Iterator[None]:
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     yield
+    children = me.children(recursive=True)
+    # Shared services after the snapshot: a worker a shared vQPU forked in between is theirs.
     shared = {p.pid for pid in SHARED_PIDS for p in _with_children(pid)}
-    leftovers = [p for p in me.children(recursive=True) if p.pid not in before | shared]
+    leftovers = [p for p in children if p.pid not in before | shared]
     for process in leftovers:
         with contextlib.suppress(psutil.Error):
             process.terminate()

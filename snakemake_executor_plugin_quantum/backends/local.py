@@ -126,6 +126,7 @@ class LocalResource(QuantumResource):
         # Called with a task id (under the resource's lock, so it must not block) whenever
         # a task finishes: the vQPU service wakes its long-polls with it.
         self.on_finish: Callable[[str], None] | None = None
+        self.on_close: Callable[[], None] | None = None  # after the lanes are closed
 
     # ---------------------------------------------------------------- contract
 
@@ -268,6 +269,8 @@ class LocalResource(QuantumResource):
             self._queue.put(None)
         for lane in self._lane_objects:
             lane.close()
+        if self.on_close is not None:
+            self.on_close()
 
     # ---------------------------------------------------------------- deadlines
 

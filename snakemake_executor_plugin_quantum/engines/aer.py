@@ -8,11 +8,13 @@ by circuit text, because a sweep sends the same circuit with new parameters.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +57,12 @@ class Prepared:
 class AerEngine:
     engine = "aer"
 
-    def __init__(self, options: AerOptions = AerOptions(), limits: Limits = Limits(), cache_size: int = 512):
+    def __init__(
+        self, options: AerOptions = AerOptions(), limits: Limits = Limits(), cache_size: int = 512, builtin_plugins_only: bool = False
+    ):
+        """``builtin_plugins_only``: build the pass manager without importing other packages'
+        transpiler plugins (see ``_builtin_stage_plugins``); for processes that transpile
+        only through this engine, such as a vQPU."""
         from qiskit.transpiler import generate_preset_pass_manager
         from qiskit_aer import AerSimulator
 
@@ -73,10 +80,11 @@ class AerEngine:
             raise ConfigError("QRMI_AER_DEVICE=GPU but this qiskit-aer has no GPU support (install qiskit-aer-gpu)")
         self._backend_options = backend_options
         # Built once per target: pass-manager construction is most of a naive transpile.
-        if target is not None:
-            self.pass_manager = generate_preset_pass_manager(optimization_level=1, target=target)
-        else:
-            self.pass_manager = generate_preset_pass_manager(optimization_level=1, backend=self.simulator)
+        with _builtin_stage_plugins() if builtin_plugins_only else contextlib.nullcontext():
+            if target is not None:
+                self.pass_manager = generate_preset_pass_manager(optimization_level=1, target=target)
+            else:
+                self.pass_manager = generate_preset_pass_manager(optimization_level=1, backend=self.simulator)
         self._cache: OrderedDict[tuple[str, str], Prepared] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -97,14 +105,28 @@ class AerEngine:
             "programs": ["sampler", "estimator"],
         }
 
-    def warm_up(self, simulate: bool = True) -> None:
-        """Parse (QASM 2 and 3) and run one tiny circuit, so no real task pays first-use costs."""
-        bell2 = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; cx q[0],q[1]; measure q -> c;'
-        bell3 = 'OPENQASM 3.0; include "stdgates.inc"; qubit[2] q; bit[2] c; h q[0]; cx q[0], q[1]; c = measure q;'
-        task = PrimitiveTask("sampler", (SamplerPub(bell2), SamplerPub(bell3)), shots=8, seed=0)
+    def warm_up(self, parse: bool = True, simulate: bool = True) -> None:
+        """Pay first-use costs now, not in a real task: ``parse`` QASM 2 and 3 and a payload
+        (imports the QASM 3 parser and the payload schema), ``simulate`` a tiny circuit.
+
+        A vQPU's lane workers never parse (the front end prepares), so they skip it."""
+        if parse:
+            from ..payloads.parse import parse_payload
+
+            bell2 = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; cx q[0],q[1]; measure q -> c;'
+            bell3 = 'OPENQASM 3.0; include "stdgates.inc"; qubit[2] q; bit[2] c; h q[0]; cx q[0], q[1]; c = measure q;'
+            task = parse_payload({"program_id": "sampler", "parameters": {"pubs": [[bell2], [bell3]], "shots": 8}})
+        else:
+            from qiskit import QuantumCircuit
+
+            bell = QuantumCircuit(2, 2)
+            bell.h(0)
+            bell.cx(0, 1)
+            bell.measure([0, 1], [0, 1])
+            task = PrimitiveTask("sampler", (SamplerPub(bell),), shots=8, seed=0)
         prepared = self.check(task)
         if simulate:
-            self.run(task, prepared)
+            self.run(PrimitiveTask(task.program, task.pubs, shots=8, seed=0), prepared)
         with self._lock:
             self._cache.clear()
 
@@ -363,6 +385,38 @@ def _check_broadcast(obs_shape: tuple[int, ...], bind_shape: tuple[int, ...], wh
         np.broadcast_shapes(obs_shape, bind_shape)
     except ValueError:
         raise PayloadError(f"{where}: observables of shape {obs_shape} do not broadcast with parameter sets of shape {bind_shape}") from None
+
+
+@contextlib.contextmanager
+def _builtin_stage_plugins() -> Iterator[None]:
+    """While a preset pass manager is built, offer Qiskit only its own stage plugins.
+
+    Qiskit's ``PassManagerStagePluginManager`` imports every installed stage plugin
+    (stevedore, ``invoke_on_load=True``); qiskit-ibm-runtime registers translation
+    plugins, so building any pass manager imports all of qiskit-ibm-runtime: 2.3 s of
+    CPU measured, in every process that builds one. Our pass managers use only the
+    built-in ("default") stages, which stay visible, so the result is the same pass
+    manager. If stevedore changes shape, nothing is hidden.
+    """
+    try:
+        from stevedore import ExtensionManager
+
+        original = ExtensionManager.list_entry_points
+    except (ImportError, AttributeError):
+        yield
+        return
+
+    def builtin_only(self: Any) -> Any:
+        entry_points = original(self)
+        if not str(getattr(self, "namespace", "")).startswith("qiskit.transpiler."):
+            return entry_points
+        return [ep for ep in entry_points if str(getattr(ep, "value", "")).startswith("qiskit.")]
+
+    ExtensionManager.list_entry_points = builtin_only  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ExtensionManager.list_entry_points = original  # type: ignore[method-assign]
 
 
 def _has_control_flow(circuit: Any) -> bool:

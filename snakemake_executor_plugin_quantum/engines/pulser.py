@@ -52,7 +52,7 @@ class PulserEngine:
             "programs": ["pulser"],
         }
 
-    def warm_up(self, simulate: bool = True) -> None:
+    def warm_up(self, parse: bool = True, simulate: bool = True) -> None:
         """Emulate one short single-atom pulse so the first real task pays no first-use costs."""
         from pulser import Pulse, Register, Sequence
         from pulser.devices import MockDevice
