@@ -705,3 +705,20 @@ def test_a_batch_needs_an_acquisition_token(vqpu: Service) -> None:
     body = json.dumps([{"payload": SAMPLE}]).encode()
     status, reply = raw(vqpu, "POST", "/v1/tasks/batch?wait=5", body, {"Authorization": f"Bearer {vqpu.event()['token']}"})
     assert status == 403 and "acquisition token" in reply["error"]
+
+
+# ------------------------------------------------------------------ start-up
+
+
+def test_the_vqpus_pass_manager_without_plugin_imports_transpiles_like_qiskits_preset() -> None:
+    from qiskit import qasm2, qasm3
+    from qiskit.transpiler import generate_preset_pass_manager
+    from qiskit_aer import AerSimulator
+
+    from snakemake_executor_plugin_quantum.engines.aer import AerEngine
+
+    ours = AerEngine(builtin_plugins_only=True).pass_manager
+    simulator = AerSimulator()
+    preset = generate_preset_pass_manager(optimization_level=1, backend=simulator)
+    for circuit in (qasm2.loads(long_circuit(6, 3)), qasm3.loads(GHZ), qasm3.loads(LOOP)):
+        assert ours.run(circuit) == preset.run(circuit)
