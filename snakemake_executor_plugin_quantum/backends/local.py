@@ -61,7 +61,7 @@ class _Task:
     finished: float | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
-    logs: list[str] = field(default_factory=list)
+    logs: list[tuple[float, str]] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
     task: PrimitiveTask | PulserTask | None = None
     prepared: Any = None
@@ -73,8 +73,12 @@ class _Task:
     engine_seconds: float | None = None
 
     def log(self, message: str) -> None:
-        now = time.time()
-        self.logs.append(f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d} {message}")
+        self.logs.append((time.time(), message))  # formatted only when someone reads them
+
+    def log_text(self) -> str:
+        return "\n".join(
+            f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(at))}.{int(at % 1 * 1000):03d} {message}" for at, message in self.logs
+        )
 
 
 class LocalResource(QuantumResource):
@@ -159,21 +163,42 @@ class LocalResource(QuantumResource):
         task_id: str | None = None,
         timeout: float | None = None,
         rule: str | None = None,
-    ) -> str:
+        quick_only: bool = False,
+    ) -> str | None:
         """Validate and queue; ``task_id`` lets a remote client choose the id (must be new);
         ``timeout`` (else ``default_timeout``) is the task's deadline in seconds from now;
-        ``rule`` names the Snakemake rule in the logs."""
+        ``rule`` names the Snakemake rule in the logs.
+
+        ``quick_only``: start the task only if it runs inline right now with every circuit
+        prepared already (cheap enough for a server's event loop); else return None, having
+        done nothing. Bad payloads raise either way."""
         timeout = self.default_timeout if timeout is None else timeout
         if timeout is not None and not (0 < timeout < math.inf):
             raise PayloadError(f"a task's timeout must be a positive number of seconds, not {timeout!r}")
         try:
             task = parse_payload(payload, self.limits)
             self._check_program(task)
-            prepared = self.engine.check(task)
+            prepared = self.engine.check(task, cached_only=quick_only)
         except QuantumError:
             with self._lock:
                 self.counters["rejected"] += 1
             raise
+        ready = prepared is not None or not quick_only
+        inline = ready and self._inline is not None and self.engine.is_small(task, prepared) and self._inline_slot.acquire(blocking=False)
+        if quick_only and not inline:
+            return None
+        try:
+            record = self._register(task, prepared, task_id, timeout, rule)
+            if inline:
+                self._run(record, self._inline, "inline")
+            else:
+                self._queue.put(record)
+        finally:
+            if inline:
+                self._inline_slot.release()
+        return record.id
+
+    def _register(self, task: Any, prepared: Any, task_id: str | None, timeout: float | None, rule: str | None) -> _Task:
         record = _Task(task_id or uuid.uuid4().hex, task.program, time.time(), task=task, prepared=prepared, timeout=timeout, rule=rule)
         with self._lock:
             if record.id in self._tasks:
@@ -189,14 +214,7 @@ class LocalResource(QuantumResource):
             record.log(f"option '{option}' applies to hardware only and was ignored by the simulator")
         if timeout is not None:
             self._watch_deadline(record.id, timeout)
-        if self._inline is not None and self.engine.is_small(task, prepared) and self._inline_slot.acquire(blocking=False):
-            try:
-                self._run(record, self._inline, "inline")
-            finally:
-                self._inline_slot.release()
-        else:
-            self._queue.put(record)
-        return record.id
+        return record
 
     def task_stop(self, task_id: str) -> None:
         record = self._get(task_id)
@@ -229,7 +247,7 @@ class LocalResource(QuantumResource):
         raise ResourceUnavailableError(f"task {task_id} is {record.status.value}; wait for it to finish")
 
     def task_logs(self, task_id: str) -> str:
-        return "\n".join(self._get(task_id).logs)
+        return self._get(task_id).log_text()
 
     def target(self) -> dict[str, Any]:
         return self.engine.target()
@@ -284,11 +302,14 @@ class LocalResource(QuantumResource):
                 heapq.heapify(live)
                 self._deadlines = live
                 self._compact_at = max(4096, 2 * len(live))
-            heapq.heappush(self._deadlines, (time.monotonic() + timeout, task_id))
+            deadline = time.monotonic() + timeout
+            sooner = not self._deadlines or deadline < self._deadlines[0][0]
+            heapq.heappush(self._deadlines, (deadline, task_id))
             if self._deadline_thread is None:
                 self._deadline_thread = threading.Thread(target=self._enforce_deadlines, name=f"{self.resource_id}-deadlines", daemon=True)
                 self._deadline_thread.start()
-            self._deadline_wakeup.notify()
+            elif sooner:  # else the thread already wakes up in time: no switch to it per task
+                self._deadline_wakeup.notify()
 
     def _enforce_deadlines(self) -> None:
         while True:
@@ -350,6 +371,8 @@ class LocalResource(QuantumResource):
             record.where = where
             self._busy_lanes += 1
             threads = max(1, self.core_budget // self._busy_lanes) if self.core_budget else None
+            if where == "inline" and threads:
+                threads = 1  # tiny circuits run fastest on one thread (no OpenMP start-up)
         queued = _seconds(record.started - record.submitted)
         record.log(f"started {'inline' if where == 'inline' else 'on ' + where} after {queued} queued" + (f", {threads} thread(s)" if threads else ""))
         try:

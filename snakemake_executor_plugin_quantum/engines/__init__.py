@@ -31,12 +31,12 @@ def spec_from_settings(kind: str, settings: dict[str, str], limits: Limits = Lim
     return EngineSpec("pulser", PulserOptions.from_settings(settings), limits)
 
 
-def build_engine(spec: EngineSpec, builtin_plugins_only: bool = False) -> Any:
-    """The engine ``spec`` describes; ``builtin_plugins_only`` see ``AerEngine``."""
+def build_engine(spec: EngineSpec, dedicated: bool = False) -> Any:
+    """The engine ``spec`` describes; ``dedicated`` see ``AerEngine``."""
     if spec.kind == "aer":
         from .aer import AerEngine
 
-        return AerEngine(spec.options, spec.limits, builtin_plugins_only=builtin_plugins_only)
+        return AerEngine(spec.options, spec.limits, dedicated=dedicated)
     from .pulser import PulserEngine
 
     return PulserEngine(spec.options, spec.limits)

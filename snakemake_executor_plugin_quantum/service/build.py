@@ -75,7 +75,7 @@ def build_service(
         spec = replace(spec, options=replace(spec.options, threads=max(1, (os.cpu_count() or 1) // lane_count)))
     # One engine, built before this process starts any thread: the lane parent forked
     # right after inherits it, and so does every worker it forks (no second import).
-    front = build_engine(spec, builtin_plugins_only=True)
+    front = build_engine(spec, dedicated=True)
     parent = LaneParent(front)
     workers: list[ProcessLane] = []
     try:

@@ -715,10 +715,44 @@ def test_the_vqpus_pass_manager_without_plugin_imports_transpiles_like_qiskits_p
     from qiskit.transpiler import generate_preset_pass_manager
     from qiskit_aer import AerSimulator
 
-    from snakemake_executor_plugin_quantum.engines.aer import AerEngine
+    from snakemake_executor_plugin_quantum.engines.aer import _builtin_stage_plugins
 
-    ours = AerEngine(builtin_plugins_only=True).pass_manager
     simulator = AerSimulator()
+    with _builtin_stage_plugins():  # as a vQPU's engine builds it (without its other effects here)
+        ours = generate_preset_pass_manager(optimization_level=1, backend=simulator)
     preset = generate_preset_pass_manager(optimization_level=1, backend=simulator)
     for circuit in (qasm2.loads(long_circuit(6, 3)), qasm3.loads(GHZ), qasm3.loads(LOOP)):
         assert ours.run(circuit) == preset.run(circuit)
+
+
+# ------------------------------------------------------------------ speed
+
+
+def test_a_tiny_task_runs_inline_on_one_thread(vqpu: Service) -> None:
+    c = client(vqpu)
+    c.run(SAMPLE)
+    assert "started inline" in c.task_logs(c.last_task_id) and ", 1 thread(s)" in c.task_logs(c.last_task_id)
+
+
+def test_a_dedicated_aer_engine_simulates_in_the_calling_thread_also_after_a_fork() -> None:
+    program = """
+import os, threading
+from snakemake_executor_plugin_quantum.engines.aer import AerEngine
+from snakemake_executor_plugin_quantum.payloads.model import PrimitiveTask, SamplerPub
+from qiskit import QuantumCircuit
+bell = QuantumCircuit(2, 2); bell.h(0); bell.cx(0, 1); bell.measure([0, 1], [0, 1])
+engine = AerEngine(dedicated=True)
+task = PrimitiveTask("sampler", (SamplerPub(bell),), shots=10, seed=1)
+def helpers():
+    engine.run(task, engine.check(task))
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor"))
+pid = os.fork()  # as the lane parent is: before this process ran anything
+if pid == 0:
+    print("child", helpers(), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent", helpers(), flush=True)
+"""
+    result = run([sys.executable, "-c", program], timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["child []", "parent []"], "no Aer executor thread: the runs happened in ours"
