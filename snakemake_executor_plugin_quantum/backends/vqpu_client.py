@@ -69,6 +69,7 @@ class VQPUClient(QuantumResource):
         self.job_timeout = _positive(settings.get("QRMI_JOB_TIMEOUT_SECONDS"))
         self._acquired: str | None = None  # from our own acquire(), until released
         self._acquired_for_tasks = False  # acquired by us only to run tasks: released on close
+        self.last_task_ids: list[str] = []  # of the last run_many, so a signal handler can stop them
 
     # ------------------------------------------------------------ connection
 
