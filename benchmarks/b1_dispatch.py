@@ -15,7 +15,9 @@ Every side gets the same warm-up calls; rounds interleave the sides, rotating th
 
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -33,8 +35,34 @@ from .common import (
     vqpu_service,
 )
 
-TARGET_VQPU = 1.5
+# vQPU round trip vs the faster hand loop, per circuit: issue 11 asks 1.2x for GHZ-5.
+TARGET_VQPU = {"GHZ-5": 1.2, "16q layered": 1.5}
 TARGET_ENGINE = 2.0
+
+
+def _passive_openmp() -> bool:
+    """Let the OpenMP threads of this process's multi-threaded sides sleep when idle.
+
+    With libgomp's default wait policy, the threads of hand(all), naive and engine spin
+    for a while after each call, on the cores the next side needs: measured, the vQPU
+    side's simulation inside the service took 8.4-9.1 ms after them against 5.0-5.2 ms
+    with PASSIVE (``python benchmarks/run.py --only B1`` with and without
+    ``OMP_WAIT_POLICY=PASSIVE``), and the hand loops were not slower with it. libgomp reads
+    the variable when Aer's extension loads, so it is set for that moment only (the vQPU
+    service, already started, keeps the default). False if Aer was loaded already.
+    """
+    if "qiskit_aer" in sys.modules:
+        return False
+    previous = os.environ.get("OMP_WAIT_POLICY")
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        import qiskit_aer.backends.controller_wrappers  # noqa: F401 - loads libgomp, which reads it
+    finally:
+        if previous is None:
+            os.environ.pop("OMP_WAIT_POLICY", None)
+        else:
+            os.environ["OMP_WAIT_POLICY"] = previous
+    return True
 
 
 def _sides(qasm: str, client: Any) -> tuple[dict[str, Any], dict[str, list[float]]]:
@@ -98,9 +126,16 @@ def run(ctx: Context) -> Section:
         "`transpile(qc, sim)` on every call; **engine** = our in-process `AerEngine` "
         "(`parse_payload` + `check` + `run`, default threads). One warm-up call per side, then "
         "rounds that call each side once, order rotating. Ratios are medians of per-round ratios. "
-        f"The vQPU target (<= {TARGET_VQPU}x) is judged against the *faster* of the two hand loops."
+        f"The vQPU targets (GHZ-5 <= {TARGET_VQPU['GHZ-5']}x, 16q layered <= {TARGET_VQPU['16q layered']}x) are "
+        "judged against the *faster* of the two hand loops."
     )
     with vqpu_service("b1", ctx.workdir / "b1-events", lanes=2) as service:
+        ctx.log(f"  B1 vQPU ready {service.start_seconds:.2f} s after `vqpu serve`")
+        passive = _passive_openmp()
+        section.data["omp_wait_policy_passive"] = passive
+        if passive:
+            section.method += (" The in-process sides' OpenMP threads wait passively (`OMP_WAIT_POLICY=PASSIVE` "
+                               "for this process only), so they do not spin into the next side's time.")
         client = service.client()
         try:
             for label, qasm, rounds in circuits:
@@ -115,10 +150,10 @@ def run(ctx: Context) -> Section:
                 other = "hand(all)" if best == "hand(1t)" else "hand(1t)"
                 target_row = section.add(Row(
                     f"{label}: vqpu vs faster hand loop = {best}", stats["vqpu"], stats[best], base_name=best,
-                    target=f"<= {TARGET_VQPU}x",
+                    target=f"<= {TARGET_VQPU[label]}x",
                 ))
                 ratio_best = target_row.ratio
-                target_row.met = ratio_best is not None and ratio_best <= TARGET_VQPU
+                target_row.met = ratio_best is not None and ratio_best <= TARGET_VQPU[label]
                 section.add(Row(f"{label}: vqpu vs {other}", stats["vqpu"], stats[other], base_name=other))
                 engine_row = section.add(Row(f"{label}: engine vs hand(all)", stats["engine"], stats["hand(all)"],
                                              base_name="hand(all)", target=f"<= {TARGET_ENGINE}x"))
@@ -163,8 +198,8 @@ def _explain(section: Section, label: str, stats: dict[str, Stats], server_run: 
             f"{parse * 1e3:.2f} ms - the result document, and for circuits too big to run inline the hand-off "
             f"to a worker process). Hand loops: hand(1t) {one * 1e3:.2f} ms, hand(all) "
             f"{stats['hand(all)'].median * 1e3:.2f} ms.")
-    if ratio is not None and ratio > TARGET_VQPU:
-        text += f" **Target missed ({ratio:.2f}x > {TARGET_VQPU}x).**"
+    if ratio is not None and ratio > TARGET_VQPU[label]:
+        text += f" **Target missed ({ratio:.2f}x > {TARGET_VQPU[label]}x).**"
         if best == "hand(all)" and run_s > base:
             text += (f" The simulation inside the vQPU alone ({run_s * 1e3:.1f} ms) is slower than the whole "
                      f"hand(all) call ({base * 1e3:.1f} ms): a vQPU splits the cores between its lanes "

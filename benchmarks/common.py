@@ -332,6 +332,7 @@ class Service:
     event_file: Path
     process: subprocess.Popen
     start_seconds: float
+    acquisition_token: str | None = None
 
     def client(self) -> Any:
         from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
@@ -339,13 +340,18 @@ class Service:
         return VQPUClient(self.name, {"QRMI_VQPU_EVENT_FILE": str(self.event_file)})
 
     def job_env(self) -> dict[str, str]:
-        """What a job routed to this vQPU sees (as the executor or spank_qrmi would set it)."""
+        """What a job routed to this vQPU sees (as the executor or spank_qrmi would set it),
+        with a token acquired from it once (the vQPU refuses tasks under unknown tokens)."""
+        if self.acquisition_token is None:
+            holder = self.client()
+            self.acquisition_token = holder.acquire()
+            holder.close()
         return bench_env(
             QRMI_JOB_QPU_RESOURCES=self.name,
             QRMI_JOB_QPU_TYPES="vqpu",
             **{
                 f"{self.name}_QRMI_VQPU_EVENT_FILE": str(self.event_file),
-                f"{self.name}_QRMI_JOB_ACQUISITION_TOKEN": "bench",
+                f"{self.name}_QRMI_JOB_ACQUISITION_TOKEN": self.acquisition_token,
             },
         )
 

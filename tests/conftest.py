@@ -63,6 +63,15 @@ class Service:
     def event_file(self) -> Path:
         return self.event_dir / f"{self.name}.json"
 
+    @property
+    def log_file(self) -> Path:
+        """The service's output (stderr), as the executor keeps it: a file, never a pipe that
+        nobody reads (a vQPU logs every task, and a full pipe would block it)."""
+        return self.event_dir / f"{self.name}.log"
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
     def event(self) -> dict:
         return json.loads(self.event_file.read_text())
 
@@ -90,20 +99,21 @@ def start_service(
     shared: bool = False,
 ) -> Service:
     """Start ``vqpu serve`` and wait for its event file; ``shared`` for fixtures wider than a test."""
-    process = subprocess.Popen(
-        [command("vqpu"), "serve", name, "--event-dir", str(event_dir), *extra],
-        env=env or clean_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    event_dir.mkdir(parents=True, exist_ok=True)
+    with open(event_dir / f"{name}.log", "ab") as log_file:
+        process = subprocess.Popen(
+            [command("vqpu"), "serve", name, "--event-dir", str(event_dir), *extra],
+            env=env or clean_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
     service = Service(name, event_dir, process)
     if shared:
         SHARED_PIDS.add(process.pid)
     deadline = time.monotonic() + timeout
     while not service.event_file.exists():
         if process.poll() is not None:
-            raise RuntimeError(f"vqpu serve exited {process.returncode}: {process.stderr.read()}")
+            raise RuntimeError(f"vqpu serve exited {process.returncode}: {service.log()}")
         if time.monotonic() > deadline:
             stop_service(service)
             raise RuntimeError("vqpu serve did not become ready")
@@ -389,8 +399,10 @@ def _no_leftover_processes() -> Iterator[None]:
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     yield
+    children = me.children(recursive=True)
+    # Shared services after the snapshot: a worker a shared vQPU forked in between is theirs.
     shared = {p.pid for pid in SHARED_PIDS for p in _with_children(pid)}
-    leftovers = [p for p in me.children(recursive=True) if p.pid not in before | shared]
+    leftovers = [p for p in children if p.pid not in before | shared]
     _, alive = psutil.wait_procs(leftovers, timeout=3)  # exiting on their own (a vQPU that saw its parent go)
     described = []
     for process in alive:

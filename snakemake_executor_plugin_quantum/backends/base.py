@@ -4,6 +4,13 @@ A resource is a named quantum device or simulator. Work goes through it as tasks
 ``acquire`` once, ``task_start`` a payload, poll ``task_status``, read ``task_result``,
 ``release`` at the end. The calls block, as in QRMI, so the same code drives a local
 simulator, a vQPU over HTTP and a cloud QPU through the ``qrmi`` package.
+
+Acquisition tokens are checked where a resource is shared: a vQPU refuses a task whose
+token it did not issue or has released (so a job of a run that has ended cannot use
+it), and QRMI's own backends check theirs. An in-process simulator (``qiskit-aer``,
+``pulser-emulator``) checks none: it lives inside the one process that would present
+the token, reserves nothing, and no other party can reach it, so a check could only
+ever pass.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ class QuantumResource(ABC):
         self.last_task_id: str | None = None
 
     def status(self) -> ResourceStatus:
+        """Can the resource take tasks now? Backends that can tell override this; the
+        default, for those that cannot (a site's ``python:`` backend), is Online."""
         return ResourceStatus.ONLINE
 
     @abstractmethod

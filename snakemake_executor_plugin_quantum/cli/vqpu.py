@@ -82,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = jobenv.resource_settings(args.name, os.environ, base)
     from ..service.build import build_service, options_from
 
+    _log_tasks(args.name, args.debug)
     options = options_from(args, settings)
     service = build_service(args.name, settings, options, args.engine, args.lanes)
     service.install_signal_handlers()
@@ -90,6 +91,15 @@ def _serve(args: argparse.Namespace) -> int:
     reason = service.serve()
     print(f"vqpu: {args.name} stopped: {reason}", file=sys.stderr)
     return 0
+
+
+def _log_tasks(name: str, debug: bool) -> None:
+    """A service's log (its stderr) records every task at INFO, with timestamps."""
+    import logging
+
+    logging.getLogger("snakemake_executor_plugin_quantum").setLevel(logging.DEBUG if debug else logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s vqpu {name}: %(message)s"))
 
 
 # ------------------------------------------------------------------ status
@@ -104,22 +114,25 @@ def _events(names: list[str], event_dir: str | None) -> list[tuple[str, VQPUEven
 
 
 def _status(args: argparse.Namespace) -> int:
+    """One line per vQPU from ``QuantumResource.status()``: up (Online) or DOWN (Offline), and why."""
+    from ..backends import ResourceStatus
     from ..backends.vqpu_client import VQPUClient
 
-    rows = _events(args.names, args.event_dir)
-    if not rows:
-        print(f"no vQPU services in {args.event_dir or default_event_dir()}")
+    directory = args.event_dir or default_event_dir()
+    names = args.names or [os.path.basename(p)[:-5] for p in sorted(glob.glob(os.path.join(directory, "*.json")))]
+    if not names:
+        print(f"no vQPU services in {directory}")
         return 0
     healthy = True
-    for name, event in rows:
-        if event is None:
-            print(f"{name}: not running")
-            healthy = False
-            continue
-        path = event_path(args.event_dir or default_event_dir(), name)
-        client = VQPUClient(name, {"QRMI_VQPU_EVENT_FILE": path}, connect_timeout=0)
+    for name in names:
+        client = VQPUClient(name, {"QRMI_VQPU_EVENT_FILE": event_path(directory, name)}, connect_timeout=0)
         try:
-            meta = client.metadata()
+            status, reason = client.probe()
+            if status is not ResourceStatus.ONLINE:
+                healthy = False
+                print(f"{name}: not running" if reason.startswith("no event file") else f"{name}: DOWN ({reason})")
+                continue
+            event, meta = client.event, client.metadata()
             print(
                 f"{name}: up  {event.engine:<6} {event.url:<28} pid {event.pid:<7} node {event.node} "
                 f"lanes {meta['lanes']} queued {meta['queued']} completed {meta['completed']} failed {meta['failed']}"

@@ -12,12 +12,6 @@ from typing import Any
 
 from ..payloads.model import Limits
 
-# Modules a worker needs, imported once by the forkserver so each new worker starts warm.
-PRELOAD = {
-    "aer": ["qiskit", "qiskit_aer", "qiskit_aer.primitives", "snakemake_executor_plugin_quantum.engines.aer"],
-    "pulser": ["pulser", "pulser_simulation", "snakemake_executor_plugin_quantum.engines.pulser"],
-}
-
 
 @dataclass(frozen=True)
 class EngineSpec:
@@ -37,11 +31,12 @@ def spec_from_settings(kind: str, settings: dict[str, str], limits: Limits = Lim
     return EngineSpec("pulser", PulserOptions.from_settings(settings), limits)
 
 
-def build_engine(spec: EngineSpec) -> Any:
+def build_engine(spec: EngineSpec, dedicated: bool = False) -> Any:
+    """The engine ``spec`` describes; ``dedicated`` see ``AerEngine``."""
     if spec.kind == "aer":
         from .aer import AerEngine
 
-        return AerEngine(spec.options, spec.limits)
+        return AerEngine(spec.options, spec.limits, dedicated=dedicated)
     from .pulser import PulserEngine
 
     return PulserEngine(spec.options, spec.limits)

@@ -52,7 +52,7 @@ class PulserEngine:
             "programs": ["pulser"],
         }
 
-    def warm_up(self, simulate: bool = True) -> None:
+    def warm_up(self, parse: bool = True, simulate: bool = True) -> None:
         """Emulate one short single-atom pulse so the first real task pays no first-use costs."""
         from pulser import Pulse, Register, Sequence
         from pulser.devices import MockDevice
@@ -69,9 +69,11 @@ class PulserEngine:
     def is_small(self, task: PulserTask, prepared: None) -> bool:
         return False  # even two atoms take ~100 ms in QuTiP: always worth a worker
 
-    def check(self, task: PulserTask) -> None:
-        """Validate now; ``run`` reloads the sequence (2 ms) rather than ship Pulser objects."""
-        self.load(task)
+    def check(self, task: PulserTask, cached_only: bool = False) -> None:
+        """Validate now; ``run`` reloads the sequence (2 ms) rather than ship Pulser objects.
+        Nothing is cached, so ``cached_only`` checks nothing (a Pulser task is never quick)."""
+        if not cached_only:
+            self.load(task)
 
     def load(self, task: PulserTask) -> Any:
         """The sequence, validated; raises PayloadError naming the problem."""

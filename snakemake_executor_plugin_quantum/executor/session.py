@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Mapping
@@ -30,7 +29,6 @@ class RunSession:
         self.acquire_timeout = acquire_timeout
         self._tokens: dict[str, str] = {}
         self._holders: dict[str, Any] = {}  # resource objects that must release their token
-        self._served_by: dict[str, Any] = {}  # vQPUs: which service (its event file) the token is of
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -38,20 +36,16 @@ class RunSession:
         with self._lock:
             lock = self._locks.setdefault(resource.name, threading.Lock())
         with lock:
-            service = _service_identity(event_file)
-            if resource.name in self._tokens and self._served_by.get(resource.name) != service:
-                self._forget(resource.name)  # a new vQPU replaced the one the token was for
+            holder = self._holders.get(resource.name)
+            if holder is not None and not getattr(holder, "same_service", lambda: True)():
+                # A restarted vQPU never issued our token: acquire again from the new one.
+                self._tokens.pop(resource.name, None)
+                self._holders.pop(resource.name, None)
+                with contextlib.suppress(Exception):
+                    holder.close()
             if resource.name not in self._tokens:
                 self._tokens[resource.name] = self._acquire(resource, event_file)
-                self._served_by[resource.name] = service
             return self._tokens[resource.name]
-
-    def _forget(self, name: str) -> None:
-        self._tokens.pop(name, None)
-        holder = self._holders.pop(name, None)
-        if holder is not None:
-            with contextlib.suppress(Exception):
-                holder.close()
 
     def _acquire(self, resource: ResourceDef, event_file: str | None) -> str:
         if resource.type in (AER, PULSER):
@@ -92,18 +86,6 @@ class RunSession:
     def release_all(self) -> None:
         for name in list(self._tokens):
             self.release(name)
-
-
-def _service_identity(event_file: str | None) -> Any:
-    """Which service an event file describes now: a restarted vQPU writes a new file (a new
-    inode, by atomic rename), so its token must be acquired anew."""
-    if event_file is None:
-        return None
-    try:
-        info = os.stat(event_file)
-    except OSError:
-        return None
-    return (info.st_ino, info.st_mtime_ns)
 
 
 def _with_timeout(call: Any, timeout: float, what: str) -> Any:

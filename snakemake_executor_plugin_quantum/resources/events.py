@@ -1,6 +1,6 @@
 """Readiness event files: how a vQPU tells the world it accepts work, and where.
 
-A service writes ``{name, host, port, pid, token, engine, qubits, started}`` atomically
+A service writes ``{name, host, port, pid, token, engine, qubits, started, ...}`` atomically
 (temp file + rename, mode 0600: it holds the token) only once it serves requests, and
 removes it when it stops. Clients wait for the file with exponential back-off, not a
 10 ms busy loop. Light imports only: the per-job client reads these.
@@ -33,10 +33,11 @@ class VQPUEvent(NamedTuple):
     started: float
     node: str = ""  # hostname where the process runs (pid is meaningful only there)
     slurm_job_id: str | None = None
+    tls_sha256: str | None = None  # served over TLS (off loopback): the certificate clients pin
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls_sha256 else 'http'}://{self.host}:{self.port}"
 
     def is_local(self) -> bool:
         return self.node in ("", socket.gethostname())

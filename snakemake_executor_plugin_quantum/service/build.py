@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..backends import limits_from_settings
-from ..backends.lanes import ProcessLane, forkserver_context
+from ..backends.lanes import LaneParent, ProcessLane
 from ..backends.local import LocalResource
-from ..engines import PRELOAD, build_engine, spec_from_settings
+from ..engines import build_engine, spec_from_settings
 from ..errors import ConfigError
 from ..resources.config import VQPU
 from ..resources.events import default_event_dir, event_path
@@ -17,6 +16,7 @@ from ..resources.values import setting_number
 from .server import ServiceOptions, VQPUService
 
 ENGINES = ("aer", "pulser")
+DEFAULT_TASK_TIMEOUT = 3600.0  # seconds, for tasks whose client sent no timeout
 
 
 def _number(settings: dict[str, str], key: str, default: float, override: float | None = None) -> float:
@@ -49,6 +49,8 @@ def options_from(args: argparse.Namespace, settings: dict[str, str]) -> ServiceO
         parent_pid=args.parent_pid,
         max_request_bytes=int(_number(settings, "QRMI_VQPU_MAX_REQUEST_MB", 64, args.max_request_mb) * 2**20),
         slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+        max_connections=setting_number(settings, "QRMI_VQPU_MAX_CONNECTIONS", 512, int, minimum=1),
+        connection_idle_seconds=setting_number(settings, "QRMI_VQPU_CONNECTION_IDLE_SECONDS", 5.0, float, minimum=0.1),
     )
 
 
@@ -71,33 +73,26 @@ def build_service(
         from dataclasses import replace
 
         spec = replace(spec, options=replace(spec.options, threads=max(1, (os.cpu_count() or 1) // lane_count)))
-    # The lane workers (a forkserver that imports the simulator, then its children) start
-    # in other processes while this one imports and warms the front end: on 2 cores that
-    # overlaps the two ~2 s import phases instead of paying them one after the other.
-    context = forkserver_context(PRELOAD[engine])
-    starting = ThreadPoolExecutor(1, thread_name_prefix="lane-start")
-    lanes_started = starting.submit(lambda: [ProcessLane(spec, context) for _ in range(lane_count)])
-    starting.shutdown(wait=False)
+    # One engine, built before this process starts any thread: the lane parent forked
+    # right after inherits it, and so does every worker it forks (no second import).
+    front = build_engine(spec, dedicated=True)
+    parent = LaneParent(front)
     workers: list[ProcessLane] = []
     try:
-        front = build_engine(spec)
-        front.warm_up(simulate=False)  # the front end only parses and prepares
-        workers = lanes_started.result()
+        workers = [ProcessLane(parent) for _ in range(lane_count)]
+        front.warm_up()  # while the workers warm up: parse and run once, for the inline path
         for worker in workers:
             worker.wait_ready()
     except BaseException:
-        workers = workers or _started_or_none(lanes_started)
         for worker in workers:
             worker.close()
+        parent.close()
         raise
     budget = (os.cpu_count() or 1) if engine == "aer" and not explicit_threads else None  # see LocalResource
-    resource = LocalResource(name, VQPU, front, limits, lanes=workers, inline_small=True, core_budget=budget)
+    # Every task gets a deadline: the client's (the job's timeout), else this default.
+    default_timeout = setting_number(settings, "QRMI_VQPU_TASK_TIMEOUT", DEFAULT_TASK_TIMEOUT, float, minimum=0.001)
+    resource = LocalResource(
+        name, VQPU, front, limits, lanes=workers, inline_small=True, core_budget=budget, default_timeout=default_timeout
+    )
+    resource.on_close = parent.close  # after the lanes: workers first, then their parent
     return VQPUService(resource, options)
-
-
-def _started_or_none(future: Future) -> list[ProcessLane]:
-    """The lanes a failed start left running (so they can be closed), if any."""
-    try:
-        return future.result()
-    except BaseException:
-        return []

@@ -48,12 +48,12 @@ def test_enospc_while_writing_a_result_fails_cleanly_and_leaves_nothing(tmp_path
     circuit.write_text(wide)
     with full_filesystem(tmp_path / "full") as full:
         out = full / "result.json"
-        result = qrun(str(circuit), "--shots", "20000", "-o", str(out), env=aer_vqpu.job_env(sim_QRMI_JOB_ACQUISITION_TOKEN="t"))
+        result = qrun(str(circuit), "--shots", "20000", "-o", str(out), env=aer_vqpu.job_env())
         assert result.returncode != 0
         assert "cannot write" in result.stderr and "No space left on device" in result.stderr
         assert result.stderr.strip().count("\n") == 0
         assert list(full.iterdir()) == [], "no partial output and no temp file"
-    rerun = qrun(str(circuit), "--shots", "20000", "-o", str(tmp_path / "result.json"), env=aer_vqpu.job_env(sim_QRMI_JOB_ACQUISITION_TOKEN="t"))
+    rerun = qrun(str(circuit), "--shots", "20000", "-o", str(tmp_path / "result.json"), env=aer_vqpu.job_env())
     assert rerun.returncode == 0
 
 

@@ -114,7 +114,19 @@ def fuzz_service(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 METHODS = ["GET", "POST", "DELETE", "PUT", "HEAD", "OPTIONS", "PATCH", "BREW", "get", ""]
 PATHS = ["/v1/health", "/v1/tasks", "/v1/tasks/" + "a" * 32, "/v1/tasks/" + "a" * 32 + "/result?wait=0.01", "/v1/tasks/x/result", "/v1/metadata",
          "/v1/target", "/v1/acquire", "/v1/release", "/v1/tasks?wait=abc", "/../../etc/passwd", "/" + "x" * 5000, "*", "/v1/tasks/%00"]
-STATUSES = {200, 201, 202, 400, 401, 404, 405, 409, 411, 413, 414, 431, 501, 503}
+STATUSES = {200, 201, 202, 400, 401, 403, 404, 405, 409, 411, 413, 414, 431, 501, 503}
+
+
+_TOKENS: dict[int, str] = {}
+
+
+def _acquired(service: Service) -> str:
+    """An acquisition token of the fuzzed service, so authorised tasks get past that check."""
+    from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
+
+    if service.process.pid not in _TOKENS:
+        _TOKENS[service.process.pid] = VQPUClient(service.name, {"QRMI_VQPU_EVENT_FILE": str(service.event_file)}).acquire()
+    return _TOKENS[service.process.pid]
 
 
 def _exchange(service: Service, raw: bytes) -> bytes:
@@ -138,17 +150,22 @@ def test_http_api_answers_every_request_and_keeps_serving(fuzz_service: Service,
     headers = [f"{method} {path} HTTP/1.1", "Host: fuzz"]
     if token == "auth":
         headers.append(f"Authorization: Bearer {fuzz_service.event()['token']}")
+        headers.append(f"X-Acquisition-Token: {_acquired(fuzz_service)}")
     elif token == "wrong":
         headers.append("Authorization: Bearer wrong")
     if length is not None:
         headers.append(f"Content-Length: {length}")
     reply = _exchange(fuzz_service, ("\r\n".join(headers) + "\r\n\r\n").encode("utf-8", "replace") + body)
     assert fuzz_service.process.poll() is None, "the service died"
-    if reply.startswith(b"HTTP/1."):
-        status = int(reply.split(b" ", 2)[1])
-        assert status in STATUSES, reply[:200]
-        if status >= 400 and method not in ("HEAD",):
-            assert b'"error"' in reply
+    # Every request gets an answer: an HTTP status line, a listed status, and for an
+    # error a JSON body naming it. Silence (an empty reply) is a failure.
+    assert reply.startswith(b"HTTP/1.1 "), f"no HTTP reply: {reply[:80]!r}"
+    status = int(reply.split(b" ", 2)[1])
+    assert status in STATUSES, reply[:200]
+    head, _, rest = reply.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+    if status >= 400:  # the first reply (bytes after a body-less request are read as the next one)
+        assert json.loads(rest[:length])["error"], reply[:200]
 
 
 def test_service_is_healthy_after_the_fuzzing(fuzz_service: Service) -> None:

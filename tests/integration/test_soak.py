@@ -1,5 +1,8 @@
 """Soak: 16 clients x 500 tasks against one vQPU, within a bounded time, zero errors,
-every client its own results, service memory bounded."""
+every client its own results, service memory bounded.
+
+The time bound (120 s for 8,000 tasks, 67 tasks/s) sits well under pytest's 300 s
+timeout, so a service that slows down fails it; docs/reliability.md has the measured rate."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ pytestmark = pytest.mark.slow
 
 CLIENTS = 16
 TASKS = 500
+SECONDS = 120
 GHZ = (CIRCUITS / "ghz5.qasm").read_text()
 
 
@@ -63,7 +67,7 @@ def test_sixteen_clients_five_hundred_tasks_each(tmp_path: Path) -> None:
         print(f"soak: {CLIENTS * TASKS} tasks in {elapsed:.1f} s ({CLIENTS * TASKS / elapsed:.0f}/s), memory +{growth_mb:.1f} MiB, kept {meta['tasks_kept']} tasks")
         assert errors == [] and mixed == []
         assert done == [TASKS] * CLIENTS
-        assert elapsed < 600
+        assert elapsed < SECONDS, f"{CLIENTS * TASKS} tasks took {elapsed:.0f} s (bound {SECONDS} s)"
         assert growth_mb < 150, f"service memory grew by {growth_mb:.0f} MiB"
         assert meta["tasks_kept"] <= 4096, "finished tasks are forgotten beyond the retention bound"
     finally:
