@@ -89,6 +89,10 @@ KEYS: dict[str, Check] = {
     "QRMI_VQPU_EVENT_FILE": _text,
     "QRMI_VQPU_EVENT_DIR": _text,
     "QRMI_VQPU_WAIT_SECONDS": _number("seconds", 0),
+    "QRMI_VQPU_TASK_TIMEOUT": _number("seconds", 0, inclusive=False),
+    "QRMI_VQPU_MAX_CONNECTIONS": _integer(1),
+    "QRMI_VQPU_CONNECTION_IDLE_SECONDS": _number("seconds", 0, inclusive=False),
+    "QRMI_VQPU_MAX_REPLY_MB": _number("MiB", 0, inclusive=False),
     # The job contract (resources/jobenv.py): set per job, accepted in a config as spank_qrmi does.
     "QRMI_JOB_TIMEOUT_SECONDS": _number("seconds", 0),
     "QRMI_JOB_ACQUISITION_TOKEN": _text,
