@@ -128,6 +128,11 @@ class ExecutorSettings(ExecutorSettingsBase):
                           "per job). By default run: jobs are forked from a copy of the running Snakemake that "
                           "already holds the workflow (and qiskit, when they use quantum resources)."},
     )
+    vqpu_batch: int = field(
+        default=32,
+        metadata=_help("Most tasks of plain qrun jobs sent to a vQPU in one request. Tasks that wait for a busy "
+                       "vQPU go together when it frees up; 1 sends each alone.", type=int),
+    )
     slurm_keep_logs: bool = field(
         default=False, metadata={"help": "Keep the Slurm logs of successful jobs (the slurm plugin deletes them by default)."}
     )

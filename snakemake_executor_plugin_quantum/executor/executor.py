@@ -117,7 +117,7 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         self._previous_sigterm: Any = None
         self._warned_no_gpu = False
         self._closed = False
-        self.inline = inline.InlineRuns()
+        self.inline = inline.InlineRuns(self.settings.vqpu_batch)
         self.forker = self._fork_job_parent(pending)  # before any thread of ours starts
         environ.install()
         self._start_vqpus(pending)
@@ -487,6 +487,7 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         self._closed = True
         if self.forker is not None:
             self.forker.close()
+        self.inline.close()
         self._report_metrics()
         self.session.release_all()
         self.sidecars.stop_all()

@@ -23,6 +23,7 @@ from ..errors import QuantumError
 from ..redact import mask, secret_values
 from ..resources.resolve import resolve_resource
 from ..resources.types import VQPU
+from .batching import VQPUBatcher
 
 # Characters that make bash do more than split words, outside quotes ($, ` and \ anywhere).
 _UNQUOTED_SPECIAL = set("|&;<>()*?[]{}~#!\n")
@@ -63,11 +64,13 @@ def job_qualifies(job: Any) -> bool:
 
 
 class InlineRuns:
-    """The qrun calls running in executor threads, so a cancel can stop their tasks."""
+    """The qrun calls running in executor threads, sent through one batcher per vQPU, so
+    that tasks waiting together go together and a cancel can stop them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_batch: int = 32) -> None:
+        self.max_batch = max_batch
         self._lock = threading.Lock()
-        self._clients: dict[VQPUClient, dict[str, str]] = {}  # client -> its settings
+        self._batchers: dict[tuple[str, str, str], VQPUBatcher] = {}
 
     def try_run(self, argv: list[str], environ: Mapping[str, str]) -> bool:
         """Run the task and write its output; False (nothing done) when it is not for a vQPU.
@@ -89,34 +92,42 @@ class InlineRuns:
         if resolved.type != VQPU:
             return False
         payload = tasks.read_payload(invocation)
-        client = VQPUClient(resolved.name, resolved.settings)
-        with self._lock:
-            self._clients[client] = resolved.settings
-        try:
-            result = tasks.run_task(client, payload, resolved.settings, invocation.args.timeout, environ, client="inline")
-        finally:
-            with self._lock:
-                self._clients.pop(client, None)
-            client.close()
+        result = self._batcher(resolved).run(payload, invocation.args.timeout, environ)
         tasks.write_result(result, invocation.output)
         return True
 
-    def stop_all(self) -> None:
-        """Cancel every task an inline qrun is waiting for (Ctrl-C, SIGTERM, failure).
-
-        Each waiting client's connection is busy with its long poll, so the stop goes over
-        a connection of its own; the poll then returns the Cancelled state.
-        """
+    def _batcher(self, resolved: Any) -> VQPUBatcher:
+        settings = resolved.settings
+        key = (resolved.name, settings.get("QRMI_VQPU_EVENT_FILE", ""), settings.get("QRMI_JOB_ACQUISITION_TOKEN", ""))
         with self._lock:
-            clients = list(self._clients.items())
-        for client, settings in clients:
-            if client.last_task_id is None:
-                continue
-            stopper = VQPUClient(client.resource_id, settings)
-            try:
-                tasks.stop_quietly(stopper, client.last_task_id)
-            finally:
-                stopper.close()
+            batcher = self._batchers.get(key)
+            if batcher is None:
+                batcher = self._batchers[key] = VQPUBatcher(resolved.name, settings, _lanes(resolved), self.max_batch)
+            return batcher
+
+    def stop_all(self) -> None:
+        """Cancel every task an inline qrun is waiting for (Ctrl-C, SIGTERM, failure)."""
+        with self._lock:
+            batchers = list(self._batchers.values())
+        for batcher in batchers:
+            batcher.stop_all()
+
+    def close(self) -> None:
+        with self._lock:
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for batcher in batchers:
+            batcher.close()
+
+
+def _lanes(resolved: Any) -> int:
+    """How many requests to keep in flight: the vQPU's lanes (it says in its metadata)."""
+    client = VQPUClient(resolved.name, resolved.settings)
+    try:
+        return int(client.metadata().get("lanes") or 1)
+    except (QuantumError, TypeError, ValueError):
+        return 1
+    finally:
+        client.close()
 
 
 def runner(inline: InlineRuns, argv: list[str], environ: Mapping[str, str], fallback: Callable[..., Any]) -> Callable[..., None]:

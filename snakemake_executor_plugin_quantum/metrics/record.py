@@ -41,8 +41,12 @@ class PendingTask:
         self.submitted = time.time()
         self.task_id: str | None = None
 
-    def completed(self, result: Mapping[str, Any]) -> None:
-        self._write(_record(self, "completed", result=result))
+    def completed(self, result: Mapping[str, Any], batch: int | None = None) -> None:
+        """``batch``: how many tasks went to the resource in the same request."""
+        record = _record(self, "completed", result=result)
+        if batch is not None:
+            record["batch"] = batch
+        self._write(record)
 
     def ended(self, error: BaseException, task_id: str | None = None) -> None:
         """The task did not complete: ``error`` says how (timeout, cancelled by a signal, failed)."""

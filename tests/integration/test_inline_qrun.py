@@ -92,3 +92,42 @@ def test_an_inline_qrun_error_reads_as_qrun_and_leaves_nothing(tmp_path: Path) -
     assert not (workdir / "bad.json").exists()
     assert set(quantum_processes()) <= before
     assert not list((workdir / ".snakemake" / "quantum" / "vqpu").glob("*.json"))
+
+
+BATCHED = r'''
+rule all:
+    input: expand("out/{i}.json", i=range(16))
+
+rule sample:
+    input: "c/{i}.qasm"
+    output: "out/{i}.json"
+    resources: vqpu=1, vqpu_name="one"
+    shell: "qrun {input} --shots 300 -o {output}"
+'''
+ONE_LANE = "resources:\n  - name: one\n    type: vqpu\n    environment: {QRMI_VQPU_ENGINE: aer, QRMI_VQPU_LANES: '1', QRMI_AER_SEED: '11'}\n"
+
+
+def _circuit(i: int) -> str:
+    return ('OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\n'
+            f"h q[0];\nry({0.1 * (i + 1):.3f}) q[1];\ncx q[0],q[2];\nmeasure q -> c;\n")
+
+
+def test_tasks_waiting_for_a_busy_vqpu_go_together_with_the_results_they_would_get_alone(tmp_path: Path) -> None:
+    """Six jobs at once on a one-lane vQPU: those waiting are sent as one request, and each
+    job's counts equal those of the same task sent alone (same seed, same circuit)."""
+    counts = {}
+    for name, extra in (("batched", []), ("alone", ["--quantum-vqpu-batch", "1"])):
+        files = {f"c/{i}.qasm": _circuit(i) for i in range(16)} | {"qrmi_config.yaml": ONE_LANE}
+        workdir = write_workflow(tmp_path / name, BATCHED, files)
+        result = snakemake(workdir, "--executor", "quantum", "--cores", "6", *extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+        counts[name] = {i: json.loads((workdir / "out" / f"{i}.json").read_text())["pubs"][0]["registers"]["c"]["counts"]
+                        for i in range(16)}
+        (metrics_file,) = (workdir / ".snakemake" / "quantum" / "metrics").glob("*.jsonl")
+        batches = [json.loads(line).get("batch", 1) for line in metrics_file.read_text().splitlines()]
+        assert len(batches) == 16
+        if name == "batched":
+            assert max(batches) > 1, f"no task waited for the busy vQPU together with another: {batches}"
+        else:
+            assert set(batches) == {1}
+    assert counts["batched"] == counts["alone"]
