@@ -20,7 +20,7 @@ from typing import Any
 FIELDS = (
     "rule", "jobid", "wildcards", "resource", "resource_type", "task_id", "submitted", "started", "finished",
     "shots", "status", "program", "pubs", "parameter_sets", "queue_seconds", "lease_seconds", "acquire_seconds",
-    "engine_seconds", "qubits", "depth", "lane", "lanes", "slurm_job_id", "host", "client", "error", "message",
+    "engine_seconds", "qubits", "depth", "lane", "lanes", "slurm_job_id", "host", "client", "batch", "error", "message",
 )
 
 
