@@ -128,17 +128,7 @@ rule bad:
     resources: qpu=1, qpu_name="leaky"
     shell: "qrun ghz5.qasm -o {output}"
 '''
-LOOP = """OPENQASM 3.0;
-include "stdgates.inc";
-qubit[1] q;
-bit[1] c;
-reset q[0];
-c[0] = measure q[0];
-while (c[0] == false) {
-  reset q[0];
-  c[0] = measure q[0];
-}
-"""
+LOOP = (CIRCUITS / "never_ends.qasm").read_text()
 # A site backend whose error quotes the key it was given, as some endpoints do.
 LEAKY = '''
 from snakemake_executor_plugin_quantum.backends.base import QuantumResource

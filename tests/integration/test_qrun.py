@@ -266,19 +266,8 @@ def test_timeout_stops_the_task_and_writes_nothing(tmp_path: Path) -> None:
     assert not out.exists()
 
 
-# Repeat until success that never succeeds: a reset qubit always measures 0. Aer runs the
-# loop for as long as it is let (with `h q[0];` after the reset, the same loop ends at once).
-NEVER_ENDS = """OPENQASM 3.0;
-include "stdgates.inc";
-qubit[1] q;
-bit[1] c;
-reset q[0];
-c[0] = measure q[0];
-while (c[0] == false) {
-  reset q[0];
-  c[0] = measure q[0];
-}
-"""
+# Aer runs it for as long as it is let (with `h q[0];` after the reset it ends at once).
+NEVER_ENDS = (CIRCUITS / "never_ends.qasm").read_text()
 
 
 @pytest.mark.parametrize(

@@ -41,21 +41,8 @@ pytestmark = pytest.mark.slow
 
 GHZ = (CIRCUITS / "ghz5.qasm").read_text()
 SAMPLE = {"program_id": "sampler", "parameters": {"pubs": [[GHZ]], "shots": 200}}
-# A repeat-until-success loop that never succeeds: the qubit is reset, so it always
-# measures 0 (the two H gates cancel). Aer runs it forever, holding the GIL.
-LOOP = """OPENQASM 3.0;
-include "stdgates.inc";
-qubit[1] q;
-bit[1] c;
-reset q[0];
-c[0] = measure q[0];
-while (c == 0) {
-  reset q[0];
-  h q[0];
-  h q[0];
-  c[0] = measure q[0];
-}
-"""
+# Aer runs it forever, holding the GIL.
+LOOP = (CIRCUITS / "never_ends.qasm").read_text()
 FOREVER = {"program_id": "sampler", "parameters": {"pubs": [[LOOP]], "shots": 10}}
 
 
