@@ -131,23 +131,28 @@ def _open(found: ResolvedResource) -> QuantumResource:
     """
     if found.type not in (AER, PULSER):
         return open_resource(found.name, found.type, found.settings)
-    import multiprocessing
-
     from .backends import limits_from_settings
-    from .backends.lanes import ProcessLane
+    from .backends.lanes import LaneParent, ProcessLane
     from .backends.local import LocalResource
     from .engines import build_engine, spec_from_settings
 
     limits = limits_from_settings(found.settings)
     spec = spec_from_settings("aer" if found.type == AER else "pulser", found.settings, limits)
-    front = build_engine(spec)  # validates and prepares here, as a vQPU's front end does
-    lane = ProcessLane(spec, multiprocessing.get_context("fork"))
+    front = build_engine(spec, dedicated=True)  # validates and prepares here, as a vQPU's front end does
+    parent = LaneParent(front)  # the worker is forked from it, as a vQPU's lanes are
     try:
-        lane.wait_ready()
+        lane = ProcessLane(parent)
+        try:
+            lane.wait_ready()
+        except BaseException:
+            lane.close()
+            raise
     except BaseException:
-        lane.close()
+        parent.close()
         raise
-    return LocalResource(found.name, found.type, front, limits, lanes=[lane])
+    resource = LocalResource(found.name, found.type, front, limits, lanes=[lane])
+    resource.on_close = parent.close
+    return resource
 
 
 def _release(resource: QuantumResource, token: str | None) -> None:

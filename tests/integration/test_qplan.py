@@ -118,7 +118,7 @@ def test_text_lists_vqpus_and_gpu_demand(planned: dict) -> None:
 
 def test_json_matches_the_documented_keys(planned: dict) -> None:
     data = json.loads(planned["json"].stdout)
-    assert set(data) == {"version", "total_jobs", "stages", "resources", "vqpus", "gpus", "checkpoints", "jobs"}
+    assert set(data) == {"version", "total_jobs", "stages", "resources", "vqpus", "gpus", "checkpoints", "undetermined", "jobs"}
     assert data["total_jobs"] == 8
     assert {kind: stage["jobs"] for kind, stage in data["stages"].items()} == {"cpu": 3, "gpu": 1, "qpu": 1, "vqpu": 3}
     assert {r["name"]: (r["type"], r["jobs"], r["shots"], r["jobs_without_shots"]) for r in data["resources"]} == {
@@ -184,3 +184,18 @@ def test_snakemake_dry_run_works_with_the_quantum_executor(tmp_path: Path) -> No
     assert re.search(r"^total\s+8$", result.stdout + result.stderr, flags=re.MULTILINE)
     assert not [f for f in OUTPUTS if (workdir / f).exists()]
     assert not (workdir / ".snakemake" / "quantum").exists()
+
+
+def test_a_rule_whose_resources_wait_for_an_upstream_file_is_planned_as_undetermined(tmp_path: Path) -> None:
+    snakefile = (
+        'def chosen(wildcards, input):\n    return open(input[0]).read().strip()\n\n'
+        'rule all:\n    input: "used.txt"\n'
+        'rule choose:\n    output: "choice.txt"\n    shell: "echo aer > {output}"\n'
+        'rule use:\n    input: "choice.txt"\n    output: "used.txt"\n    resources: qpu=1, qpu_name=chosen\n    shell: "touch {output}"\n'
+    )
+    workdir = write_workflow(tmp_path, snakefile)
+    planned = run([command("qplan"), "--json"], cwd=workdir)
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["undetermined"] == {"use": 1}
+    text = run([command("qplan")], cwd=workdir)
+    assert "use: resources come from functions of files that earlier jobs write" in text.stdout
