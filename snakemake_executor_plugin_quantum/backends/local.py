@@ -69,6 +69,7 @@ class _Task:
     timeout: float | None = None  # seconds from submission
     timed_out: bool = False
     rule: str | None = None  # the Snakemake rule, when the client said
+    client: str | None = None  # where the task came from (a vQPU's client address), for the log
     where: str | None = None  # "lane N" or "inline"
     engine_seconds: float | None = None
 
@@ -164,6 +165,7 @@ class LocalResource(QuantumResource):
         timeout: float | None = None,
         rule: str | None = None,
         quick_only: bool = False,
+        client: str | None = None,
     ) -> str | None:
         """Validate and queue; ``task_id`` lets a remote client choose the id (must be new);
         ``timeout`` (else ``default_timeout``) is the task's deadline in seconds from now;
@@ -188,7 +190,7 @@ class LocalResource(QuantumResource):
         if quick_only and not inline:
             return None
         try:
-            record = self._register(task, prepared, task_id, timeout, rule)
+            record = self._register(task, prepared, task_id, timeout, rule, client)
             if inline:
                 self._run(record, self._inline, "inline")
             else:
@@ -198,8 +200,10 @@ class LocalResource(QuantumResource):
                 self._inline_slot.release()
         return record.id
 
-    def _register(self, task: Any, prepared: Any, task_id: str | None, timeout: float | None, rule: str | None) -> _Task:
-        record = _Task(task_id or uuid.uuid4().hex, task.program, time.time(), task=task, prepared=prepared, timeout=timeout, rule=rule)
+    def _register(self, task: Any, prepared: Any, task_id: str | None, timeout: float | None, rule: str | None,
+                  client: str | None = None) -> _Task:
+        record = _Task(task_id or uuid.uuid4().hex, task.program, time.time(), task=task, prepared=prepared, timeout=timeout,
+                       rule=rule, client=client)
         with self._lock:
             if record.id in self._tasks:
                 raise PayloadError(f"task id {record.id} is already in use")
@@ -416,7 +420,9 @@ class LocalResource(QuantumResource):
         record.log(f"{status.value.lower()}{': ' + error if error else ''} ({summary})")
         if log.isEnabledFor(logging.INFO):
             rule = f" rule {record.rule}" if record.rule else ""
-            log.info("task %s%s %s %s (%s)%s", record.id, rule, record.program, status.value.lower(), summary, f": {error}" if error else "")
+            client = f" from {record.client}" if record.client else ""
+            log.info("task %s%s %s %s (%s)%s%s", record.id, rule, record.program, status.value.lower(), summary, client,
+                     f": {error}" if error else "")
         record.done.set()
         if self.on_finish is not None:
             self.on_finish(record.id)

@@ -71,6 +71,7 @@ class Request:
     _reader: asyncio.StreamReader | None = field(default=None, repr=False)
     _limits: ServerLimits | None = field(default=None, repr=False)
     body_read: bool = False
+    peer: str = ""  # the client's address, for logs
 
     async def body(self) -> bytes:
         """The body, read now (so an unauthorised peer never gets it read)."""
@@ -112,6 +113,8 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.busy = False
+        peer = writer.get_extra_info("peername")
+        self.peer = str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -258,6 +261,7 @@ class HTTPServer:
     async def _handle(self, connection: _Connection, head: bytes) -> Reply:
         try:
             request = self._parse(head, connection.reader)
+            request.peer = connection.peer
         except HTTPError as exc:
             return Reply.json(exc.status, {"error": str(exc)}, close=True)
         try:

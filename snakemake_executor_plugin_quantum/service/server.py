@@ -295,7 +295,7 @@ class VQPUService:
         body = await request.body()
 
         def start(quick_only: bool) -> tuple[str | None, Reply | None]:
-            task_id = self.resource.task_start(_decode(body), task_id=wanted, timeout=timeout, rule=rule, quick_only=quick_only)
+            task_id = self.resource.task_start(_decode(body), task_id=wanted, timeout=timeout, rule=rule, quick_only=quick_only, client=request.peer)
             if task_id is not None and wait is not None and self.resource.task_status(task_id).finished:
                 return task_id, self._result_reply(task_id)  # one request for quick tasks
             return task_id, None
@@ -332,7 +332,7 @@ class VQPUService:
             out = []
             for entry in entries:
                 try:
-                    task_id = self.resource.task_start(entry["payload"], task_id=entry.get("task_id"), timeout=entry.get("timeout"), rule=rule)
+                    task_id = self.resource.task_start(entry["payload"], task_id=entry.get("task_id"), timeout=entry.get("timeout"), rule=rule, client=request.peer)
                     out.append({"task_id": task_id})
                 except QuantumError as exc:
                     error = _http_error(exc)

@@ -217,6 +217,15 @@ def test_ctrl_c_leaves_no_vqpu_qrun_or_event_file(tmp_path: Path) -> None:
     assert not list(workdir.glob("k*.json"))
 
 
+def _cmdline(process) -> str:
+    import psutil
+
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # a child that exited meanwhile (the job parent's first forks)
+        return ""
+
+
 def test_ctrl_c_while_the_vqpu_starts_stops_it_at_once_and_the_next_run_is_not_blocked(tmp_path: Path) -> None:
     """Jobs waiting for a starting vQPU give up on Ctrl-C: no task is sent, the starting
     vQPU is stopped, and no output is left for the next run to call incomplete."""
@@ -232,7 +241,7 @@ def test_ctrl_c_while_the_vqpu_starts_stops_it_at_once_and_the_next_run_is_not_b
     starting = []
     while not starting:  # the vQPU process exists, its event file does not yet
         assert time.monotonic() < deadline and process.poll() is None, "the vQPU never started"
-        starting = [p for p in psutil.Process(process.pid).children() if "serve" in " ".join(p.cmdline())]
+        starting = [p for p in psutil.Process(process.pid).children() if "serve" in _cmdline(p)]
         time.sleep(0.02)
     assert not (vqpu_dir / "vqpu.json").exists(), "the vQPU was ready before the test could interrupt its start"
     interrupted = time.monotonic()

@@ -139,8 +139,7 @@ def _capture(node: str, path: Path) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def hybrid_run(tmp_path_factory: pytest.TempPathFactory) -> HybridRun:
-    # SNAKEMAKE_QUANTUM_DEBUG: the vQPU logs each request's client address at debug level.
-    env = slurm_env(require_slurm(nodes=3), SNAKEMAKE_QUANTUM_DEBUG="1")
+    env = slurm_env(require_slurm(nodes=3))  # the vQPU logs each task, with its client's address, at INFO
     nodes = slurm_nodes(env)
     workdir = write_workflow(tmp_path_factory.mktemp("nodes"), SNAKEFILE, {
         "ghz5.qasm": (CIRCUITS / "ghz5.qasm").read_text(), "qrmi_config.yaml": CONFIG, "probe.py": PROBE,
@@ -169,7 +168,7 @@ def test_the_vqpu_job_runs_on_the_gpu_node_and_sampling_jobs_on_cpu_nodes(hybrid
 def test_the_vqpu_served_its_tasks_to_clients_on_the_cpu_nodes(hybrid_run: HybridRun) -> None:
     _ok(hybrid_run)
     log = hybrid_run.workdir / ".snakemake" / "quantum" / "vqpu" / f"gpu_sim.{hybrid_run.vqpu_id}.log"
-    clients = set(re.findall(r'^vqpu: (\S+) "POST /v1/tasks', log.read_text(), re.MULTILINE))
+    clients = set(re.findall(r" vqpu \S+: task [0-9a-f]{32} .* completed \(.*\) from (\S+)$", log.read_text(), re.MULTILINE))
     sampled_from = {hybrid_run.nodes.address[node] for node in hybrid_run.nodes_of("sample")}
     assert clients == sampled_from, f"tasks came from {clients}, sampling jobs ran on {sampled_from}"
     assert not clients & {hybrid_run.nodes.address[n] for n in hybrid_run.nodes.gpu}, "no task from the vQPU's own node"
