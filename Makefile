@@ -26,8 +26,10 @@ run: setup
 system-packages:
 	@scripts/system-packages.sh
 
+# Two test processes: most tests wait on processes, sockets and Slurm, not on the CPU.
+# The Slurm tests run one after the other on one of them (--dist loadgroup).
 test: setup system-packages
-	python -m pytest
+	python -m pytest -n 2 --dist loadgroup
 
 # The inner loop (under a minute): unit tests and one small hybrid workflow, no Slurm.
 test-fast: setup

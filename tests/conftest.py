@@ -34,6 +34,19 @@ class Run:
     seconds: float
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_lease_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Lane leases of this test process's runs in its own directory: tests running side by
+    side (pytest-xdist workers) must not wait on each other's leases of the same name."""
+    previous = os.environ.get("SNAKEMAKE_QUANTUM_LEASE_DIR")
+    os.environ["SNAKEMAKE_QUANTUM_LEASE_DIR"] = str(tmp_path_factory.mktemp("leases"))
+    yield
+    if previous is None:
+        os.environ.pop("SNAKEMAKE_QUANTUM_LEASE_DIR", None)
+    else:
+        os.environ["SNAKEMAKE_QUANTUM_LEASE_DIR"] = previous
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The test process environment without any QRMI job variables, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if "QRMI" not in k and not k.startswith("SLURM_JOB_QPU")}
@@ -187,6 +200,7 @@ def quantum_processes() -> list[str]:
     import psutil
 
     ours = str(BIN)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     found = []
     for process in psutil.process_iter(["cmdline"]):
         words = process.info["cmdline"] or []
@@ -194,8 +208,20 @@ def quantum_processes() -> list[str]:
         if not any(word.startswith(ours) for word in words[:2]):
             continue
         if "cli.vqpu serve" in cmdline or "vqpu serve" in cmdline or "/qrun " in cmdline or cmdline.startswith("qrun "):
+            if worker and _worker_of(process) not in (worker, None):
+                continue  # another pytest-xdist worker's test, running beside this one
             found.append(f"{process.pid}: {cmdline}")
     return found
+
+
+def _worker_of(process) -> str | None:
+    """The pytest-xdist worker a process was started by (inherited in its environment)."""
+    import psutil
+
+    try:
+        return process.environ().get("PYTEST_XDIST_WORKER")
+    except psutil.Error:
+        return None
 
 
 # ------------------------------------------------------------------ the Slurm cluster
@@ -220,26 +246,33 @@ def slurm_nodes_wanted(item: pytest.Item) -> int:
     return 0 if marker is None else int(marker.kwargs.get("nodes", 1))
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the real Slurm cluster, as root, only if a selected test needs it.
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slurm tests share one cluster (and some kill its nodes): under pytest-xdist they all
+    run on one worker, one after the other (``--dist loadgroup``)."""
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
 
-    Here, after -k/-m deselection, so ``tests/unit`` or ``-m "not slurm"`` never start it.
-    It gets as many nodes as the most demanding selected test asks for.
-    """
+
+def _start_cluster(nodes: int) -> None:
+    """Start the real Slurm cluster, as root, the first time a selected test needs it: so
+    ``tests/unit`` or ``-m "not slurm"`` never start it. It gets as many nodes as the most
+    demanding selected test asks for. A lock keeps two test processes from starting it at once."""
+    import fcntl
+
     global _cluster_started, _cluster_error
-    nodes = max((slurm_nodes_wanted(item) for item in session.items), default=0)
-    if not nodes or session.config.option.collectonly or os.geteuid() != 0 or _cluster_up():
+    if _cluster_started or os.geteuid() != 0:
         return
-    started = subprocess.run([str(CLUSTER), "up", "--nodes", str(nodes)], capture_output=True, text=True, timeout=900)
+    SLURM_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(SLURM_DIR) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _cluster_up():
+            return
+        started = subprocess.run([str(CLUSTER), "up", "--nodes", str(nodes)], capture_output=True, text=True, timeout=900)
     if started.returncode == 0:
         _cluster_started = True
     else:
         _cluster_error = " ".join((started.stderr or started.stdout).strip().splitlines()[-1:])
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _cluster_started:
-        subprocess.run([str(CLUSTER), "down"], capture_output=True, timeout=300)
 
 
 @dataclass(frozen=True)
@@ -372,7 +405,9 @@ def require_slurm(nodes: int = 1) -> dict[str, str]:
 
 @pytest.fixture
 def slurm_cluster(request: pytest.FixtureRequest) -> dict[str, str]:
-    """``require_slurm`` for the nodes the test's ``slurm`` marker asks for."""
+    """``require_slurm`` for the nodes the test's ``slurm`` marker asks for (the cluster is
+    started for the first Slurm test, with the most nodes any selected test wants)."""
+    _start_cluster(max((slurm_nodes_wanted(item) for item in request.session.items), default=1))
     return require_slurm(slurm_nodes_wanted(request.node) or 1)
 
 
