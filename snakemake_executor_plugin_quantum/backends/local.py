@@ -396,6 +396,9 @@ class LocalResource(QuantumResource):
                 record.lane = None
                 self._busy_lanes -= 1
         metadata["queued_seconds"] = round((record.started or record.submitted) - record.submitted, 6)
+        # Which of the resource's lanes ran it ("inline": the request thread), for per-lane metrics.
+        metadata["lane"] = int(where.split()[-1]) if where.startswith("lane ") and where.split()[-1].isdigit() else where
+        metadata["lanes"] = self.lanes
         record.engine_seconds = metadata.get("run_seconds")
         doc = results.document(task.program, (self.resource_id, self.resource_type), body, metadata, task_id=record.id)
         with self._lock:

@@ -50,10 +50,12 @@ class Prepared:
     layout: Any  # device layout when transpiled onto a device target, else None
     control_flow: bool = False  # loops or branches: may run long, even forever
     size: int = 0  # operations in ``runnable``
+    depth: int = 0  # of ``runnable`` (what the simulator ran), for the per-task metrics
 
     @classmethod
     def of(cls, parameters: tuple[Any, ...], physical: bool, runnable: Any, active: tuple[int, ...], width: int, layout: Any) -> Prepared:
-        return cls(parameters, physical, runnable, active, width, layout, _has_control_flow(runnable), runnable.size())
+        return cls(parameters, physical, runnable, active, width, layout, _has_control_flow(runnable), runnable.size(),
+                   runnable.depth())
 
 
 class AerEngine:
@@ -198,6 +200,7 @@ class AerEngine:
             "noise_model": self.options.noise_model,
             "seed": seed,
             "active_qubits": [list(p.active) for p in prepared],
+            "depths": [p.depth for p in prepared],
             "run_seconds": round(time.perf_counter() - started, 6),
         }
         if task.ignored_options:

@@ -23,7 +23,9 @@ def plot(records: Sequence[dict[str, Any]], directory: str | Path) -> list[Path]
 
 def _track(record: dict[str, Any]) -> str:
     lane = record.get("lane")
-    return f"{record.get('resource')} lane {lane}" if lane not in (None, "") else str(record.get("resource"))
+    if lane in (None, ""):
+        return str(record.get("resource"))
+    return f"{record.get('resource')} {lane}" if isinstance(lane, str) else f"{record.get('resource')} lane {lane}"
 
 
 def _timeline(records: Sequence[dict[str, Any]], path: Path) -> Path:

@@ -81,6 +81,9 @@ def test_every_task_has_exactly_one_record_with_the_required_fields(twenty: tupl
     assert sorted(r["shots"] for r in by_rule["primitives"]) == [100, 300], "two pubs of 50 shots, then one of 300"
     jobids = {r["jobid"] for r in by_rule["inline"]}
     assert len(jobids) == 12, "each record names its own Snakemake job"
+    for record in by_rule["inline"] + by_rule["process"]:  # GHZ-5 as simulated: 5 qubits, at least 5 layers
+        assert record["qubits"] == 5 and isinstance(record["depth"], int) and record["depth"] >= 5, record
+        assert record["lanes"] == min(4, os.cpu_count() or 1) and record["lane"] in (*range(record["lanes"]), "inline"), record
 
 
 def test_each_records_shots_match_the_result_file(twenty: tuple[Path, str]) -> None:
@@ -99,6 +102,7 @@ def test_the_run_ends_with_a_summary_per_resource(twenty: tuple[Path, str]) -> N
     header, row = lines[start + 1].split(), lines[start + 2].split()
     assert header[:5] == ["resource", "type", "tasks", "shots", "failed"]
     assert row[:5] == ["vqpu", "vqpu", "22", str(12 * 100 + 8 * 200 + 400), "0"]
+    assert row[-1].endswith("%"), "lane utilisation is known: the vQPU says how many lanes it has"
 
 
 def test_qmetrics_prints_the_same_summary_and_exports_every_task_as_csv(twenty: tuple[Path, str]) -> None:
