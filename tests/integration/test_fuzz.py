@@ -1,6 +1,6 @@
 """Fuzzed inputs: payloads, OpenQASM and the vQPU HTTP API give clean errors, never hang.
 
-10,600 generated cases in all (derandomized, so CI runs are reproducible). The rule
+5,700 generated cases in all (derandomized, so CI runs are reproducible). The rule
 everywhere: a malformed input is a one-line QuantumError (or a 4xx reply); anything
 else, a traceback-worthy exception or a stuck call, is a failure.
 """
@@ -56,7 +56,7 @@ payloads = st.one_of(
 )
 
 
-@settings(max_examples=6000, deadline=1000, **FUZZ)
+@settings(max_examples=3000, deadline=1000, **FUZZ)
 @given(payloads)
 def test_payload_parsing_gives_tasks_or_clean_errors(payload: object) -> None:
     try:
@@ -89,7 +89,7 @@ def aer_engine():  # noqa: ANN201 - a module-wide warm engine
     return engine
 
 
-@settings(max_examples=2600, deadline=3000, **FUZZ)
+@settings(max_examples=1500, deadline=3000, **FUZZ)
 @given(headers, st.lists(lines, max_size=12), st.booleans())
 def test_qasm_handling_gives_circuits_or_clean_errors(aer_engine, header: str, body: list[str], estimator: bool) -> None:
     text = header + "\n" + "\n".join(body)
@@ -140,7 +140,7 @@ def _exchange(service: Service, raw: bytes) -> bytes:
     return b"".join(chunks)
 
 
-@settings(max_examples=2000, deadline=10000, **FUZZ)
+@settings(max_examples=1200, deadline=10000, **FUZZ)
 @given(
     st.sampled_from(METHODS), st.sampled_from(PATHS) | st.text(max_size=40).map(lambda t: "/" + t.replace(" ", "")),
     st.sampled_from(["auth", "none", "wrong"]), st.one_of(st.none(), st.integers(-5, 3 * 2**20), st.text(max_size=5)),

@@ -128,6 +128,18 @@ rule slow:
     shell: "qrun {input} --shots 10 -o {output}"
 '''
 
+# The same, but a retried job samples a quick circuit: only the first attempt must be slow.
+KILLED_THEN_QUICK = r'''
+rule all:
+    input: expand("k{i}.json", i=range(2))
+
+rule slow:
+    input: "slow.qasm", "quick.qasm"
+    output: "k{i}.json"
+    resources: vqpu=1, circuit=lambda wildcards, attempt: "slow.qasm" if attempt == 1 else "quick.qasm"
+    shell: "qrun {resources.circuit} --shots 10 -o {output}"
+'''
+
 
 def _kill_vqpu_when_busy(workdir: Path, killed: dict) -> None:
     event_file = workdir / ".snakemake" / "quantum" / "vqpu" / "vqpu.json"
@@ -150,7 +162,8 @@ def _kill_vqpu_when_busy(workdir: Path, killed: dict) -> None:
 
 @pytest.mark.parametrize("retries", [0, 1])
 def test_kill_9_of_the_vqpu_fails_jobs_fast_and_a_retry_recovers(tmp_path: Path, retries: int) -> None:
-    workdir = write_workflow(tmp_path, KILLED, {"slow.qasm": slow_qasm(qubits=20, layers=250)})
+    workdir = write_workflow(tmp_path, KILLED_THEN_QUICK, {"slow.qasm": slow_qasm(qubits=20, layers=250),
+                                                           "quick.qasm": (CIRCUITS / "ghz5.qasm").read_text()})
     killed: dict = {}
     killer = threading.Thread(target=_kill_vqpu_when_busy, args=(workdir, killed))
     killer.start()

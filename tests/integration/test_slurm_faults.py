@@ -97,6 +97,7 @@ rule slow:
     shell: "sleep 8; hostname > {output}"
 
 rule sample:
+    input: "slow0.txt"
     output: "sampled.json"
     resources: vqpu=1
     shell: "qrun ghz5.qasm --shots 100 -o {output}"
@@ -107,8 +108,9 @@ def test_slurmctld_restarted_mid_run_does_not_disturb_the_run(tmp_path: Path, sl
     env = slurm_env(slurm_cluster)
     workdir = write_workflow(tmp_path, WITH_A_VQPU, {"ghz5.qasm": (CIRCUITS / "ghz5.qasm").read_text()})
     process = _start(workdir, env)
-    # Once the jobs run their commands (a job step each; a step being created during the
-    # restart stalls for minutes in srun's retries), while the vQPU job is still starting.
+    # Once the slow jobs run their commands (a job step each: a step being created during
+    # the restart stalls for minutes in srun's retries, so the sampling job comes after
+    # them) and while the vQPU job runs: it must outlive the restart and serve the sampling.
     _wait_for("the jobs' steps", lambda: len([s for s in _steps(env) if s.endswith(".0")]) >= 2)
     subprocess.run([str(CLUSTER), "restart-ctld"], check=True, capture_output=True, timeout=300)
     _, stderr = process.communicate(timeout=280)
