@@ -12,6 +12,7 @@ whenever Snakemake loads the plugin, and ``qplan`` needs only its own part.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -303,5 +304,18 @@ def slurm_executor_class() -> type:
         def get_partition_arg(self, job: Any) -> str:
             extra = self.extra_args.get(job, "")
             return f"{super().get_partition_arg(job)} {extra}".rstrip()
+
+        def cancel(self) -> None:
+            """Cancel what the plugin holds as active, then every job named after this run.
+
+            Why: the status loop of snakemake-interface-executor-plugins takes the active
+            jobs out of ``active_jobs`` while it queries them; a Ctrl-C at that moment
+            cancels none of those, and they run on. The plugin names each job after its
+            ``run_uuid``, so ``scancel --name`` reaches them all.
+            """
+            try:
+                super().cancel()
+            finally:
+                subprocess.run(["scancel", "--name", self.run_uuid], capture_output=True, timeout=60, check=False)
 
     return QuantumSlurmExecutor

@@ -141,3 +141,19 @@ def test_slurm_executor_class_caps_the_status_interval():
     cls.max_status_interval = 7
     executor.next_seconds_between_status_checks = 170
     assert executor.next_seconds_between_status_checks == 7
+
+
+def test_slurm_jobs_are_named_after_the_run_so_cancel_reaches_them_by_name(monkeypatch: pytest.MonkeyPatch):
+    from snakemake_executor_plugin_slurm import submit_string
+    from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+
+    assert "--job-name {safe_quote(params.run_uuid)}" in inspect.getsource(submit_string), broken("sbatch --job-name is no longer the run_uuid")
+    assert "self.active_jobs.clear()" in inspect.getsource(RemoteExecutor), broken("the status loop no longer takes jobs out of active_jobs")
+    cls = snakemake_compat.slurm_executor_class()
+    executor = cls.__new__(cls)
+    executor.run_uuid = "run-1234"
+    calls = []
+    monkeypatch.setattr(cls.__mro__[1], "cancel", lambda self: calls.append("plugin"))
+    monkeypatch.setattr(snakemake_compat.subprocess, "run", lambda args, **kw: calls.append(args))
+    executor.cancel()
+    assert calls == ["plugin", ["scancel", "--name", "run-1234"]]
