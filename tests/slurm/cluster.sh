@@ -210,6 +210,9 @@ net_up() {
   ip link set "$br" up
   for n in $(node_names); do
     ns=$n
+    # A name whose namespace is gone (an empty file, not a mount: left by a namespace
+    # made inside another mount namespace) would make every 'ip -n' fail.
+    if [[ -e /run/netns/$ns ]] && ! mountpoint -q "/run/netns/$ns"; then rm -f "/run/netns/$ns"; fi
     [[ -e /run/netns/$ns ]] || ip netns add "$ns"
     if ! ip link show "$n" >/dev/null 2>&1; then
       ip link add "$n" type veth peer name "$n-p"
@@ -252,7 +255,7 @@ net_down() {
   for n in $(node_names); do
     kill_ns "$n"
     ! ip link show "$n" >/dev/null 2>&1 || ip link del "$n"
-    [[ ! -e /run/netns/$n ]] || ip netns del "$n"
+    [[ ! -e /run/netns/$n ]] || ip netns del "$n" 2>/dev/null || rm -f "/run/netns/$n"
   done
   ! ip link show "$(bridge)" >/dev/null 2>&1 || ip link del "$(bridge)"
   hosts_remove
