@@ -6,7 +6,7 @@
 works; its numbers are noisy). Only a full run rewrites BENCHMARKS.md and
 benchmarks/last_run.json; ``--quick`` and ``--only`` print their table (and write
 ``--output FILE`` if given). The full run is meant for a quiet machine and stays
-under 26 minutes on 2 cores. Benchmarks: B1 dispatch, B2 workflow throughput, B3 Prefect
+under 35 minutes on 2 cores. Benchmarks: B1 dispatch, B2 workflow throughput, B3 Prefect
 peer, B4 scale (5,000 jobs), B5 vQPU concurrency, B6 qrun overhead, B7 300 shell jobs,
 B8 Slurm (3 nodes; as root it brings the test cluster up), B9 run: jobs, B10 fan-outs
 of up to 10,000 jobs with a profile.
@@ -54,10 +54,10 @@ BENCHMARKS = {
     "B9": "b9_run_jobs",
     "B10": "b10_fanout",
 }
-BUDGET_SECONDS = 26 * 60
+BUDGET_SECONDS = 35 * 60
 # Seconds each benchmark needs at least in a full run (its repeats that always run), measured
 # on the 2-core development VM. Extra repeats run only while the later benchmarks keep these.
-MINIMUM_SECONDS = {"B1": 35, "B2": 300, "B3": 140, "B4": 200, "B5": 35, "B6": 25, "B7": 40, "B8": 270, "B9": 120, "B10": 330}
+MINIMUM_SECONDS = {"B1": 35, "B2": 300, "B3": 240, "B4": 230, "B5": 35, "B6": 25, "B7": 40, "B8": 270, "B9": 120, "B10": 790}
 
 
 def main(argv: list[str]) -> int:
