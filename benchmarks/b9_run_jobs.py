@@ -126,7 +126,7 @@ def run(ctx: Context) -> Section:
     )
     for row in (trivial, estimate):
         if row.met is False:
-            section.note(f"**Target missed ({row.metric}: {row.ratio:.2f}x > {TARGET:g}x).** A forked job still pays "
+            section.note(f"**Target missed ({row.metric.rstrip(':')}: {row.ratio:.2f}x > {TARGET:g}x).** A forked job still pays "
                          "a fork, the job's own work and its result's trip back to Snakemake, where a shell or inline "
                          "job pays less.")
     section.data.update(trivial_ratio=trivial.ratio or 0, estimate_ratio=estimate.ratio or 0, spawned=per_spawned,

@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import CLUSTER, unavailable
 
-pytestmark = pytest.mark.slow
+# With the Slurm tests on one xdist worker: run beside the session's cluster while a test
+# restarts it, 'down' was seen to leave this cluster's namespaces behind.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 PREFIX = "qz"
 SETTINGS = {"SLURM_TEST_PREFIX": PREFIX, "SLURM_TEST_SUBNET": "10.199.9", "SLURM_TEST_CLUSTER": "qztest",
