@@ -334,13 +334,13 @@ def test_circuit_files_take_parameter_values_on_the_command_line() -> None:
 
 
 def test_a_fake_device_noise_model_shows_its_noise(tmp_path: Path) -> None:
-    (tmp_path / "qrmi_config.yaml").write_text("resources:\n  - name: noisy\n    type: qiskit-aer\n    environment: {QRMI_AER_NOISE_MODEL: fake_torino, QRMI_AER_SEED: '5'}\n")
+    (tmp_path / "qrmi_config.yaml").write_text("resources:\n  - name: noisy\n    type: qiskit-aer\n    environment: {QRMI_AER_NOISE_MODEL: fake_manila_v2, QRMI_AER_SEED: '5'}\n")
     result = qrun("noisy", str(CIRCUITS / "ghz3_qasm2.qasm"), "--shots", "4000", cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     counts = counts_of(doc)
     ideal = (counts.get("000", 0) + counts.get("111", 0)) / 4000
-    assert doc["metadata"]["noise_model"] == "fake_torino"
+    assert doc["metadata"]["noise_model"] == "fake_manila_v2"
     assert 0.6 < ideal < 0.995, f"a noisy GHZ-3 keeps most but not all of its weight on 000/111, got {ideal:.3f}"
     unknown = qrun("noisy", str(CIRCUITS / "bell.qasm"), cwd=tmp_path, env=clean_env(noisy_QRMI_AER_NOISE_MODEL="fake_nowhere"))
     assert unknown.returncode == 2 and "is not a fake IBM device" in unknown.stderr
