@@ -13,38 +13,29 @@ from __future__ import annotations
 
 from .common import (
     REPO,
+    TOUCH_BODY,
     Context,
     Row,
     Section,
     Stats,
     command,
     count_files,
+    fanout_workflow,
     reset_workflow,
     run_process,
 )
 
 TARGET_RATE = 100.0
 TARGET_SCALING = 12.0
-SNAKEFILE = '''\
-N = int(config["count"])
-
-rule all:
-    input: expand("out/{{i}}.{ext}", i=range(N))
-
-rule job:
-    output: "out/{{i}}.{ext}"
-{body}'''
 BODIES = {
-    "shell": ("txt", '    shell: "touch {output}"\n'),
+    "shell": ("txt", TOUCH_BODY),
     "vqpu": ("json", '    resources: vqpu=1\n    shell: "qrun ghz5.qasm --shots 200 -o {output}"\n'),
 }
 
 
 def _workflow(ctx: Context, kind: str):
-    directory = ctx.workdir / f"b10-{kind}"
-    directory.mkdir(parents=True, exist_ok=True)
     ext, body = BODIES[kind]
-    (directory / "Snakefile").write_text(SNAKEFILE.format(ext=ext, body=body))
+    directory = fanout_workflow(ctx.workdir / f"b10-{kind}", body, ext)
     (directory / "ghz5.qasm").write_text((REPO / "circuits" / "ghz5.qasm").read_text())
     return directory
 

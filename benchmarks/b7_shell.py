@@ -14,27 +14,17 @@ from .common import (
     Stats,
     command,
     count_files,
+    fanout_workflow,
     phases,
     reset_workflow,
     run_process,
 )
 
 TARGET = 1.5
-TOUCH_SNAKEFILE = '''\
-COUNT = int(config["count"])
-
-rule all:
-    input: expand("out/{i}.txt", i=range(COUNT))
-
-rule touch:
-    output: "out/{i}.txt"
-    shell: "touch {output}"
-'''
 
 
 def touch_workflow(directory, count: int):
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "Snakefile").write_text(TOUCH_SNAKEFILE)
+    fanout_workflow(directory)
     (directory / "config.yaml").write_text(f"count: {count}\n")
     return directory
 

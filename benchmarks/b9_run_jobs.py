@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from .common import (
     REPO,
+    TOUCH_BODY,
     Context,
     Row,
     Section,
     Stats,
     command,
     count_files,
+    fanout_workflow,
     reset_workflow,
     run_process,
 )
@@ -27,7 +29,7 @@ from .common import (
 TARGET = 1.5
 TRIVIAL = {
     "run": '    run:\n        with open(output[0], "w") as f:\n            f.write(wildcards.i)\n',
-    "shell": '    shell: "touch {output}"\n',
+    "shell": TOUCH_BODY,
 }
 ESTIMATE = {
     "run": (
@@ -48,22 +50,11 @@ ESTIMATE = {
         '    shell: "qrun bell.qasm --program estimator --observables ZZ -o {output}"\n'
     ),
 }
-SNAKEFILE = '''\
-N = int(config["count"])
-
-rule all:
-    input: expand("out/{{i}}.txt", i=range(N))
-
-rule job:
-    output: "out/{{i}}.txt"
-{body}'''
 BELL = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nh q[0];\ncx q[0], q[1];\n'
 
 
 def _workflow(ctx: Context, name: str, body: str):
-    directory = ctx.workdir / f"b9-{name}"
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "Snakefile").write_text(SNAKEFILE.format(body=body))
+    directory = fanout_workflow(ctx.workdir / f"b9-{name}", body)
     (directory / "bell.qasm").write_text(BELL)
     return directory
 

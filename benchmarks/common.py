@@ -588,6 +588,25 @@ def sampling_workflow(directory: Path, side: str) -> Path:
     return directory
 
 
+FANOUT_SNAKEFILE = '''\
+N = int(config["count"])
+
+rule all:
+    input: expand("out/{{i}}.{ext}", i=range(N))
+
+rule job:
+    output: "out/{{i}}.{ext}"
+{body}'''
+TOUCH_BODY = '    shell: "touch {output}"\n'
+
+
+def fanout_workflow(directory: Path, body: str = TOUCH_BODY, ext: str = "txt") -> Path:
+    """``--config count=N`` independent jobs, job i running ``body`` (a rule's lines) for ``out/{i}.<ext>``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "Snakefile").write_text(FANOUT_SNAKEFILE.format(ext=ext, body=body))
+    return directory
+
+
 def reset_workflow(directory: Path) -> None:
     """Remove outputs and Snakemake's metadata: every run starts from nothing."""
     for name in ("out", ".snakemake"):
