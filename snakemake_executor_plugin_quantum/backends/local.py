@@ -70,7 +70,7 @@ class _Task:
     timed_out: bool = False
     rule: str | None = None  # the Snakemake rule, when the client said
     client: str | None = None  # where the task came from (a vQPU's client address), for the log
-    where: str | None = None  # "lane N" or "inline"
+    where: int | str | None = None  # the lane's index, or "inline"
     engine_seconds: float | None = None
 
     def log(self, message: str) -> None:
@@ -116,7 +116,7 @@ class LocalResource(QuantumResource):
         self._inline_slot = threading.Lock()
         self._queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._feeders = [
-            threading.Thread(target=self._feed, args=(lane, f"lane {i}"), name=f"{resource_id}-lane-{i}", daemon=True)
+            threading.Thread(target=self._feed, args=(lane, i), name=f"{resource_id}-lane-{i}", daemon=True)
             for i, lane in enumerate(self._lane_objects)
         ]
         for feeder in self._feeders:
@@ -356,14 +356,14 @@ class LocalResource(QuantumResource):
             raise UnknownTaskError(f"no task {task_id} on {self.resource_id} (unknown, or finished long ago and forgotten)")
         return record
 
-    def _feed(self, lane: Any, where: str) -> None:
+    def _feed(self, lane: Any, where: int) -> None:
         while True:
             record = self._queue.get()
             if record is None:
                 return
             self._run(record, lane, where)
 
-    def _run(self, record: _Task, lane: Any, where: str) -> None:
+    def _run(self, record: _Task, lane: Any, where: int | str) -> None:
         task = record.task
         with self._lock:
             if record.status.finished:  # cancelled while queued
@@ -378,7 +378,7 @@ class LocalResource(QuantumResource):
             if where == "inline" and threads:
                 threads = 1  # tiny circuits run fastest on one thread (no OpenMP start-up)
         queued = _seconds(record.started - record.submitted)
-        record.log(f"started {'inline' if where == 'inline' else 'on ' + where} after {queued} queued" + (f", {threads} thread(s)" if threads else ""))
+        record.log(f"started {'inline' if where == 'inline' else f'on lane {where}'} after {queued} queued" + (f", {threads} thread(s)" if threads else ""))
         try:
             body, metadata = lane.run(record.id, task, record.prepared, threads)
         except LaneStopped:
@@ -396,8 +396,7 @@ class LocalResource(QuantumResource):
                 record.lane = None
                 self._busy_lanes -= 1
         metadata["queued_seconds"] = round((record.started or record.submitted) - record.submitted, 6)
-        # Which of the resource's lanes ran it ("inline": the request thread), for per-lane metrics.
-        metadata["lane"] = int(where.split()[-1]) if where.startswith("lane ") and where.split()[-1].isdigit() else where
+        metadata["lane"] = where  # for per-lane metrics ("inline": the request thread ran it)
         metadata["lanes"] = self.lanes
         record.engine_seconds = metadata.get("run_seconds")
         doc = results.document(task.program, (self.resource_id, self.resource_type), body, metadata, task_id=record.id)
@@ -456,7 +455,7 @@ def _timings(record: _Task) -> str:
     parts = [f"queued {_seconds(record.started - record.submitted)}", f"ran {_seconds(end - record.started)}"]
     if record.engine_seconds is not None:
         parts.append(f"engine {_seconds(record.engine_seconds)}")
-    parts.append(record.where or "?")
+    parts.append("?" if record.where is None else "inline" if record.where == "inline" else f"lane {record.where}")
     return ", ".join(parts)
 
 
