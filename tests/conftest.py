@@ -277,6 +277,14 @@ def _start_cluster(nodes: int) -> None:
         _cluster_error = " ".join((started.stderr or started.stdout).strip().splitlines()[-1:])
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A cluster this test process started is taken down again: the machine is left as the
+    tests found it (namespaces, /etc/slurm/slurm.conf, daemons). One that was already up,
+    started by hand, stays up."""
+    if _cluster_started:
+        subprocess.run([str(CLUSTER), "down"], capture_output=True, timeout=300)
+
+
 @dataclass(frozen=True)
 class SlurmNodes:
     """The cluster's nodes: cpu ones (partition cpu only) and gpu ones, with their addresses.
