@@ -32,6 +32,7 @@ from ..metrics import record as metrics
 from ..resources.config import find_config, load_config
 from ..resources.leases import LaneLeases
 from ..resources.requests import JobRequest, RequestReader
+from ..resources.types import AER
 from ..settings import ExecutorSettings
 from . import environ, forks, inline, stopping
 from .gpus import GpuSlots, detect_gpus, parse_slots
@@ -39,8 +40,11 @@ from .session import RunSession
 from .sidecars import LocalLauncher, SidecarManager
 
 log = logging.getLogger(__name__)
-# What run: jobs that use quantum resources import: once in the job parent, not per job.
-PRELOAD = ("snakemake_executor_plugin_quantum.primitives", "qiskit_aer")
+# What run: jobs that use quantum resources import: once in the job parent, not per job
+# (a module's warm_up() is called there too). Aer only for jobs that simulate in-process:
+# every module held makes each fork of the job parent dearer (~4 ms for Aer's).
+PRELOAD = ("snakemake_executor_plugin_quantum.primitives",)
+PRELOAD_IN_PROCESS = {AER: ("qiskit_aer",)}
 PACKAGE_LOGGER = logging.getLogger("snakemake_executor_plugin_quantum")
 
 
@@ -171,13 +175,19 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
 
     def _fork_job_parent(self, pending: list[tuple[Any, JobRequest]]) -> forks.JobForker | None:
         """The process run: jobs are forked from, when the workflow has any (local mode)."""
-        quantum_python = any((job.is_run or job.is_script) and request.is_quantum for job, request in pending)
+        python_jobs = [request for job, request in pending if (job.is_run or job.is_script) and request.is_quantum]
+        quantum_python = bool(python_jobs)
         if self.slurm is not None or self.settings.spawn_run_jobs or not (snakemake_compat.has_run_rules(self.workflow) or quantum_python):
             return None
         if threading.active_count() != 1:  # forking is only safe with one thread
             log.debug("run: jobs are spawned: %d threads run already", threading.active_count())
             return None
-        return forks.JobForker(self._run_forked, PRELOAD if quantum_python else ())
+        # One spare child per job that may start at once (up to 4: each is a fork to pay for).
+        spares = min(max(self.cores or 1, 1), 4)
+        preload = [*PRELOAD] if quantum_python else []
+        for kind in sorted({r.type for request in python_jobs for r in request.resources}):
+            preload += PRELOAD_IN_PROCESS.get(kind, ())
+        return forks.JobForker(self._run_forked, tuple(preload), spares)
 
     def _start_vqpus(self, pending: list[tuple[Any, JobRequest]]) -> None:
         """Count each vQPU's pending jobs, and start the vQPUs now so they warm up early."""
