@@ -350,7 +350,7 @@ def warm_up() -> None:
     """Build one small payload of each kind, sending nothing.
 
     The first payload a process builds pays one-off costs (qiskit's lazy imports, the ABC
-    and exporter caches: a few ms). The executor's job parent calls this once, so the
+    and exporter caches). The executor's job parent calls this once, so the
     ``run:`` jobs forked from it start with them paid.
     """
     from qiskit.circuit import Parameter

@@ -42,7 +42,7 @@ from .sidecars import LocalLauncher, SidecarManager
 log = logging.getLogger(__name__)
 # What run: jobs that use quantum resources import: once in the job parent, not per job
 # (a module's warm_up() is called there too). Aer only for jobs that simulate in-process:
-# every module held makes each fork of the job parent dearer (~4 ms for Aer's).
+# every module held makes each fork of the job parent dearer.
 PRELOAD = ("snakemake_executor_plugin_quantum.primitives",)
 PRELOAD_IN_PROCESS = {AER: ("qiskit_aer",)}
 PACKAGE_LOGGER = logging.getLogger("snakemake_executor_plugin_quantum")

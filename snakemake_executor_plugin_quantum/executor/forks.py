@@ -12,11 +12,11 @@ for that job in the main process; the child sets the job's environment and runs
 Snakemake's own ``run_wrapper``, exactly what ``--force-use-threads`` runs in a thread,
 then reports its status and exits.
 
-Forking a process that holds Snakemake and qiskit (~160 MB) and tearing it down again
-costs ~20 ms on a 2-core VM, as much as a small quantum job itself. So neither is on a
-job's path: the job parent keeps a few *spare* children forked in advance (a new one is
-forked after each hand-over), and a child reports its exit status through a pipe before
-it exits, straight to the main process, not when the kernel has finished tearing it down.
+Forking a process that holds Snakemake and qiskit and tearing it down again costs about
+as much kernel time as a small quantum job. So neither is on a job's path: the job parent
+keeps a few *spare* children forked in advance (a new one is forked after each hand-over),
+and a child reports its exit status straight to the main process before it exits, not
+when the kernel has finished tearing it down.
 
 Guarantees, as with Snakemake's spawned jobs: a job that raises fails only itself, its
 traceback printed by Snakemake's logger in the child; SIGINT and SIGTERM raise
