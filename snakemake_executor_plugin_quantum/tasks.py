@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -93,12 +94,24 @@ def _meant_as_output(first: str, second: str) -> bool:
     return not is_name or not os.path.exists(second)
 
 
+_quiet_parser: argparse.ArgumentParser | None = None
+_quiet_lock = threading.Lock()
+
+
 def parse_quietly(argv: list[str]) -> Invocation | None:
-    """``argv`` parsed, or None where plain qrun would print usage, help or an error."""
-    try:
-        return parse(argv, build_parser(_NoExit))
-    except UsageError:
-        return None
+    """``argv`` parsed, or None where plain qrun would print usage, help or an error.
+
+    One parser for every job (building one costs more than parsing with it), used by one
+    thread at a time: argparse does not promise more.
+    """
+    global _quiet_parser
+    with _quiet_lock:
+        if _quiet_parser is None:
+            _quiet_parser = build_parser(_NoExit)
+        try:
+            return parse(argv, _quiet_parser)
+        except UsageError:
+            return None
 
 
 def read_payload(invocation: Invocation) -> dict[str, Any]:
