@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -232,6 +233,8 @@ class Measured:
     peak_rss_mb: float = 0.0
     samples: list[tuple[float, int]] = field(default_factory=list)  # (t, progress) when watched
     output_times: list[float] = field(default_factory=list)  # outputs' mtimes, seconds after the start, sorted
+    user_seconds: float = 0.0  # CPU time of the process and every descendant it (or they) reaped
+    system_seconds: float = 0.0
 
 
 def run_process(
@@ -255,6 +258,7 @@ def run_process(
     """
     import psutil
 
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started_wall = time.time()
         started = time.perf_counter()
@@ -301,7 +305,9 @@ def run_process(
             raise TimeoutError(f"{' '.join(args[:4])} ... did not finish within {timeout:g} s (stopped)")
         out.seek(0)
         err.seek(0)
-        result = Measured(seconds, proc.returncode, out.read(), err.read(), peak[0] / 2**20, samples)
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result = Measured(seconds, proc.returncode, out.read(), err.read(), peak[0] / 2**20, samples,
+                          user_seconds=used.ru_utime - before.ru_utime, system_seconds=used.ru_stime - before.ru_stime)
     if outputs is not None:
         result.output_times = output_times(outputs, started_wall)
     if log is not None:
