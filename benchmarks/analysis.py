@@ -79,10 +79,17 @@ def paragraphs(sections: list[Section]) -> list[str]:
                 "the time (B10).")
         if shares:
             text += (" Of the main thread's time in the profiled run: "
-                     + "; ".join(f"{part} {share:.0f}%" for part, share in shares[:5]) + ". "
-                     "Inside Snakemake, each scheduling round still walks every pending job (`remaining_jobs`) "
-                     "and arms a rate-limiter `Timer` thread, and each started job is prepared and printed "
-                     "one by one on the main thread; an upstream change that kept the pending count incrementally "
-                     "and started jobs in batches would remove most of what a plugin cannot.")
+                     + "; ".join(f"{part} {share:.0f}%" for part, share in shares[:5]) + ".")
+        across = {k[len("across_"):]: v for k, v in b10.items() if k.startswith("across_")}
+        if across:
+            text += (" Across those parts, Snakemake's own mechanisms take: "
+                     + "; ".join(f"{name} {share:.0f}%" for name, share in across.items()) + ".")
+        if shares:
+            text += (" Inside Snakemake, each scheduling round still walks every pending job (`remaining_jobs`) "
+                     "and arms a rate-limiter `Timer` thread, and each job is prepared, printed and finished one by "
+                     "one on the main thread, each step in an event loop of its own. Upstream changes that would "
+                     "remove most of what a plugin cannot: a pending-job count kept as jobs finish, one event loop "
+                     "for the whole run, a job's shell command formatted once, and jobs started and finished in "
+                     "batches.")
         out.append(text)
     return out

@@ -66,8 +66,20 @@ PARTS = (
 )
 
 
-def _profile(ctx: Context, directory, n: int) -> dict[str, int]:
-    """py-spy (--gil) on a run of ``n`` shell jobs: main-thread samples per part of Snakemake."""
+# Mechanisms that run inside several of the parts above (a sample may count for several):
+# what an upstream change would have to remove. (name, every marker the stack must hold,
+# a marker it must not hold).
+ACROSS = (
+    ("a new asyncio event loop for each call (Workflow.async_run), its own cost", ("Workflow.async_run",), "Handle._run"),
+    ("formatting the job's shell command (Job.shellcmd: for the log, again for the metadata)", ("Job.shellcmd",), None),
+    ("job metadata and incomplete markers (persistence)", ("Persistence",), None),
+    ("logging", ("Logger.",), None),
+)
+
+
+def _profile(ctx: Context, directory, n: int) -> tuple[dict[str, int], dict[str, int]]:
+    """py-spy (--gil) on a run of ``n`` shell jobs: main-thread samples per part of Snakemake
+    (PARTS, adding up to all), and per mechanism across parts (ACROSS)."""
     import shutil
     import subprocess
     import sys
@@ -75,7 +87,7 @@ def _profile(ctx: Context, directory, n: int) -> dict[str, int]:
 
     if shutil.which("py-spy") is None:
         ctx.log("  B10 profile skipped: py-spy is not installed (pip install -e '.[bench]')")
-        return {}
+        return {}, {}
     reset_workflow(directory)
     with tempfile.TemporaryDirectory() as scratch:
         raw = f"{scratch}/profile.txt"
@@ -84,6 +96,7 @@ def _profile(ctx: Context, directory, n: int) -> dict[str, int]:
                         sys.executable, "-m", "snakemake", "--profile", str(REPO / "profiles" / "local"), "--config", f"count={n}"],
                        cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=1800, check=True)
         shares: dict[str, int] = {}
+        across = dict.fromkeys((name for name, _, _ in ACROSS), 0)
         with open(raw, encoding="utf-8") as handle:
             for line in handle:
                 stack, _, count = line.rstrip().rpartition(" ")
@@ -91,7 +104,10 @@ def _profile(ctx: Context, directory, n: int) -> dict[str, int]:
                     continue  # other threads: the job pool, our helpers
                 part = next(name for name, marker in PARTS if marker in stack or not marker)
                 shares[part] = shares.get(part, 0) + int(count)
-    return shares
+                for name, needed, excluded in ACROSS:
+                    if all(marker in stack for marker in needed) and not (excluded and excluded in stack):
+                        across[name] += int(count)
+    return shares, across
 
 
 def run(ctx: Context) -> Section:
@@ -124,12 +140,15 @@ def run(ctx: Context) -> Section:
         "Rates are jobs / whole wall time, start-up included. Single runs: no min/max."
     )
     section.data.update(shell_rate=big / walls["shell-big"], vqpu_rate=big / walls["vqpu-big"], scaling=scaling)
-    shares = _profile(ctx, shell, ctx.size(300, 3000))
+    shares, across = _profile(ctx, shell, ctx.size(300, 3000))
     if shares:
         total = sum(shares.values())
         for part, samples in sorted(shares.items(), key=lambda kv: -kv[1]):
             section.add(Row(f"profile, {ctx.size(300, 3000)} shell jobs: {part}", Stats.of([100 * samples / total]), unit="%"))
+        for name, samples in across.items():
+            section.add(Row(f"profile, across parts: {name}", Stats.of([100 * samples / total]), unit="%"))
         section.data.update({f"profile_{k}": 100 * v / total for k, v in shares.items()})
+        section.data.update({f"across_{k}": 100 * v / total for k, v in across.items()})
     for kind, label in (("shell-big", "shell"), ("vqpu-big", "vQPU")):
         rate = big / walls[kind]
         if rate < TARGET_RATE:
