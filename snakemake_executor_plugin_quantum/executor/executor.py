@@ -11,6 +11,7 @@ released at the end, on failure, Ctrl-C and SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -123,6 +124,9 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         self._closed = False
         self.inline = inline.InlineRuns(self.settings.vqpu_batch)
         self.forker = self._fork_job_parent(pending)  # before any thread of ours starts
+        # What exists now (Snakemake's modules, the workflow, its DAG) lives as long as the
+        # run: every full garbage collection would walk it again. Given back in _close.
+        gc.freeze()
         environ.install()
         self._start_vqpus(pending)
 
@@ -497,6 +501,7 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         self._closed = True
         if self.forker is not None:
             self.forker.close()
+        gc.unfreeze()
         self.inline.close()
         self._report_metrics()
         self.session.release_all()

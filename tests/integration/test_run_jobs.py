@@ -268,3 +268,20 @@ def test_a_signal_stops_a_run_jobs_sampler_task_on_the_vqpu(tmp_path: Path, sig:
         client.close()
     finally:
         stop_service(service)
+
+
+def test_a_program_that_runs_snakemake_gets_its_garbage_collector_back(tmp_path: Path) -> None:
+    """The executor keeps what exists at the start of a run out of the run's garbage
+    collections (gc.freeze); a program running Snakemake in-process has it back afterwards."""
+    workdir = write_workflow(tmp_path, PIDS)
+    script = (
+        "import gc, sys\n"
+        "from snakemake.cli import main\n"
+        "try:\n"
+        "    main(['--executor', 'quantum', '--cores', '2'])\n"
+        "except SystemExit as exc:\n"
+        "    print('exit', exc.code, 'frozen', gc.get_freeze_count())\n"
+    )
+    run = subprocess.run([command("python"), "-c", script], cwd=workdir, env=clean_env(), capture_output=True, text=True, timeout=300)
+    assert run.stdout.split() == ["exit", "0", "frozen", "0"], run.stdout + run.stderr[-3000:]
+    assert len(records(workdir)) == 6
