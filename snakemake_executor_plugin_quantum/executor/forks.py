@@ -192,7 +192,7 @@ def _job_parent(sock: socket.socket, report_to: socket.socket, run_job: Callable
             except Exception as exc:  # the job that needs it will say so
                 log.debug("preloading %s failed: %s", module, exc)
         gc.freeze()  # the children's garbage collections leave the inherited objects (and their pages) alone
-        _JobParent(sock, report_to, wake_r, run_job, spares).serve()
+        _JobParent(sock, report_to, (wake_r, wake_w), run_job, spares).serve()
     except BaseException:  # noqa: BLE001 - this process must never return into Snakemake
         code = 1
     finally:
@@ -203,9 +203,10 @@ class _JobParent:
     """The job parent's loop: hand each job to a spare child, fork the next spare, and
     report children that died without reporting (killed, crashed)."""
 
-    def __init__(self, sock: socket.socket, report_to: socket.socket, wake: int,
+    def __init__(self, sock: socket.socket, report_to: socket.socket, wake: tuple[int, int],
                  run_job: Callable[[str, tuple[Any, ...]], None], spares: int):
-        self.sock, self.report_to, self.wake, self.run_job, self.wanted = sock, report_to, wake, run_job, spares
+        self.sock, self.report_to, self.run_job, self.wanted = sock, report_to, run_job, spares
+        self.wake, self.wake_w = wake  # the signal wakeup pipe
         self.spares: list[tuple[int, int]] = []  # (pid, fd the job goes to), forked ahead
         self.children: dict[int, int | None] = {}  # pid -> job key (None: a spare)
 
@@ -248,7 +249,7 @@ class _JobParent:
         pid = os.fork()
         if pid == 0:
             os.close(job_w)
-            _job_child(job_r, self.report_to, [self.sock.fileno(), self.wake, *(fd for _, fd in self.spares)], self.run_job)
+            _job_child(job_r, self.report_to, [self.sock.fileno(), self.wake, self.wake_w, *(fd for _, fd in self.spares)], self.run_job)
         os.close(job_r)
         self.children[pid] = None
         return pid, job_w
@@ -273,15 +274,16 @@ class _JobParent:
 def _job_child(job_fd: int, report_to: socket.socket, inherited: list[int], run_job: Callable[[str, tuple[Any, ...]], None]) -> None:
     code, key = 1, None
     try:
+        signal.set_wakeup_fd(-1)  # before its pipe is closed
         for fd in inherited:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _interrupt)  # stopped like Ctrl-C: tasks are stopped on the way out
         die_with_parent()
         message = _read_all(job_fd)  # waits here, a spare, until a job comes
+        os.close(job_fd)
         if len(message) < _KEY.size:  # the job parent is ending
             code = 0
             return
