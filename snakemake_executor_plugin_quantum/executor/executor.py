@@ -122,13 +122,18 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         self._previous_sigterm: Any = None
         self._warned_no_gpu = False
         self._closed = False
+        self._froze_gc = False
         self.inline = inline.InlineRuns(self.settings.vqpu_batch)
         self.forker = self._fork_job_parent(pending)  # before any thread of ours starts
-        # What exists now (Snakemake's modules, the workflow, its DAG) lives as long as the
-        # run: every full garbage collection would walk it again. Given back in _close.
-        gc.freeze()
         environ.install()
         self._start_vqpus(pending)
+        # What exists now (Snakemake's modules, the workflow, its DAG) lives as long as the
+        # run: every full garbage collection would walk it again. Given back in _close; last,
+        # so a start-up that fails leaves the collector as it was, and not over a freeze of
+        # the program's own (gc.unfreeze would undo it too).
+        self._froze_gc = gc.get_freeze_count() == 0
+        if self._froze_gc:
+            gc.freeze()
 
     # ---------------------------------------------------------------- planning
 
@@ -501,7 +506,8 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         self._closed = True
         if self.forker is not None:
             self.forker.close()
-        gc.unfreeze()
+        if self._froze_gc:
+            gc.unfreeze()
         self.inline.close()
         self._report_metrics()
         self.session.release_all()

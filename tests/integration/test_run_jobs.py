@@ -270,18 +270,21 @@ def test_a_signal_stops_a_run_jobs_sampler_task_on_the_vqpu(tmp_path: Path, sig:
         stop_service(service)
 
 
-def test_a_program_that_runs_snakemake_gets_its_garbage_collector_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("own_freeze", [False, True])
+def test_a_program_that_runs_snakemake_gets_its_garbage_collector_back(tmp_path: Path, own_freeze: bool) -> None:
     """The executor keeps what exists at the start of a run out of the run's garbage
-    collections (gc.freeze); a program running Snakemake in-process has it back afterwards."""
+    collections (gc.freeze); a program running Snakemake in-process has its collector back
+    afterwards as it was: nothing frozen, or its own freeze left alone."""
     workdir = write_workflow(tmp_path, PIDS)
     script = (
         "import gc, sys\n"
+        f"if {own_freeze}: gc.freeze()\n"
         "from snakemake.cli import main\n"
         "try:\n"
         "    main(['--executor', 'quantum', '--cores', '2'])\n"
         "except SystemExit as exc:\n"
-        "    print('exit', exc.code, 'frozen', gc.get_freeze_count())\n"
+        "    print('exit', exc.code, 'frozen', gc.get_freeze_count() > 0)\n"
     )
     run = subprocess.run([command("python"), "-c", script], cwd=workdir, env=clean_env(), capture_output=True, text=True, timeout=300)
-    assert run.stdout.split() == ["exit", "0", "frozen", "0"], run.stdout + run.stderr[-3000:]
+    assert run.stdout.split() == ["exit", "0", "frozen", str(own_freeze)], run.stdout + run.stderr[-3000:]
     assert len(records(workdir)) == 6
