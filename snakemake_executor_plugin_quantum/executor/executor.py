@@ -185,15 +185,14 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
     def _fork_job_parent(self, pending: list[tuple[Any, JobRequest]]) -> forks.JobForker | None:
         """The process run: jobs are forked from, when the workflow has any (local mode)."""
         python_jobs = [request for job, request in pending if (job.is_run or job.is_script) and request.is_quantum]
-        quantum_python = bool(python_jobs)
-        if self.slurm is not None or self.settings.spawn_run_jobs or not (snakemake_compat.has_run_rules(self.workflow) or quantum_python):
+        if self.slurm is not None or self.settings.spawn_run_jobs or not (snakemake_compat.has_run_rules(self.workflow) or python_jobs):
             return None
         if threading.active_count() != 1:  # forking is only safe with one thread
             log.debug("run: jobs are spawned: %d threads run already", threading.active_count())
             return None
         # One spare child per job that may start at once (up to 4: each is a fork to pay for).
         spares = min(max(self.cores or 1, 1), 4)
-        preload = [*PRELOAD] if quantum_python else []
+        preload = [*PRELOAD] if python_jobs else []
         for kind in sorted({r.type for request in python_jobs for r in request.resources}):
             preload += PRELOAD_IN_PROCESS.get(kind, ())
         return forks.JobForker(self._run_forked, tuple(preload), spares)
