@@ -26,8 +26,12 @@ def limits_from_settings(settings: dict[str, str]) -> Limits:
     return Limits() if max_shots is None else Limits(max_shots=max_shots)
 
 
-def open_resource(name: str, resource_type: str, settings: dict[str, str]) -> QuantumResource:
-    """A ready resource object for ``name`` of ``resource_type`` with its QRMI_* settings."""
+def open_resource(name: str, resource_type: str, settings: dict[str, str], dedicated: bool = False) -> QuantumResource:
+    """A ready resource object for ``name`` of ``resource_type`` with its QRMI_* settings.
+
+    ``dedicated``: the caller's process uses Qiskit for nothing else (``qrun``'s simulating
+    child), so an in-process simulator may take the process-wide shortcuts of ``AerEngine``.
+    """
     if resource_type == VQPU:
         from .vqpu_client import VQPUClient
 
@@ -35,7 +39,7 @@ def open_resource(name: str, resource_type: str, settings: dict[str, str]) -> Qu
     if resource_type in (AER, PULSER):
         from .local import in_process
 
-        return in_process(name, resource_type, settings, limits_from_settings(settings))
+        return in_process(name, resource_type, settings, limits_from_settings(settings), dedicated)
     if resource_type in QRMI_TYPES:
         from .qrmi import QRMIResource
 

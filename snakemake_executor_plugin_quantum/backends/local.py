@@ -459,10 +459,13 @@ def _timings(record: _Task) -> str:
     return ", ".join(parts)
 
 
-def in_process(resource_id: str, resource_type: str, settings: dict[str, str], limits: Limits = Limits()) -> LocalResource:
-    """A ``qiskit-aer`` or ``pulser-emulator`` resource: its engine runs in this process."""
+def in_process(
+    resource_id: str, resource_type: str, settings: dict[str, str], limits: Limits = Limits(), dedicated: bool = False
+) -> LocalResource:
+    """A ``qiskit-aer`` or ``pulser-emulator`` resource: its engine runs in this process
+    (``dedicated``: see ``open_resource``)."""
     from ..engines import build_engine, spec_from_settings
     from ..resources.types import AER
 
     spec = spec_from_settings("aer" if resource_type == AER else "pulser", settings, limits)
-    return LocalResource(resource_id, resource_type, build_engine(spec), limits)
+    return LocalResource(resource_id, resource_type, build_engine(spec, dedicated), limits)

@@ -59,7 +59,9 @@ def main(argv: list[str]) -> int:
 def _execute(resolved: Any, payload: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     from ..backends import open_resource
 
-    resource = open_resource(resolved.name, resolved.type, resolved.settings)
+    # In-process types run in the supervised child, which uses Qiskit only for this task: its
+    # engine builds the pass manager without importing every installed transpiler plugin.
+    resource = open_resource(resolved.name, resolved.type, resolved.settings, dedicated=resolved.type in IN_PROCESS_TYPES)
     try:
         return _run(resource, payload, resolved.settings, args)
     finally:

@@ -206,6 +206,19 @@ def test_bad_input_fails_fast_with_one_line_and_no_output(tmp_path: Path, case: 
     assert list(tmp_path.iterdir()) == [path], "no temp file may be left behind"
 
 
+def test_in_process_aer_imports_no_other_packages_transpiler_plugins(tmp_path: Path) -> None:
+    """Building the pass manager must not import every installed transpiler plugin:
+    qiskit-ibm-runtime's alone was ~1.6 s of a ~2.5 s qrun, and bad input then took
+    longer than the 5 s above under CI load."""
+    pytest.importorskip("qiskit_ibm_runtime")  # the plugin whose import we would notice
+    result = qrun("aer", str(CIRCUITS / "bell.qasm"), "--shots", "50", env=clean_env(PYTHONPROFILEIMPORTTIME="1"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["program"] == "sampler"
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert "qiskit_aer" in imported, "the import profile reached the simulating child"
+    assert not [name for name in imported if name.startswith("qiskit_ibm_runtime")]
+
+
 def test_absurdly_large_input_is_refused_before_reading(tmp_path: Path) -> None:
     path = tmp_path / "huge.json"
     with open(path, "wb") as handle:
