@@ -13,7 +13,7 @@ whenever Snakemake loads the plugin, and ``qplan`` needs only its own part.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # ------------------------------------------------------------------ the local executor
@@ -127,6 +127,66 @@ def _run_script(fname: str, threads: Any, resources: Any) -> None:
         atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+# ------------------------------------------------------------------ the scheduler
+
+
+def skip_what_the_scheduler_does_not_read() -> None:
+    """Before each selection round, compute only what the scheduler plugin reads, when it
+    says so: the input sizes of the jobs ``jobs_to_size(jobs)`` returns, and the list of
+    remaining jobs only if it reads it (``reads_remaining_jobs``).
+
+    Why: a round follows every finished job, and before each one Snakemake's job scheduler
+    stats every input file of every ready job (``JobScheduler.update_input_sizes``) and
+    lists every pending job (``remaining_jobs``), whatever the plugin does with them: work
+    in proportion to the ready and pending jobs per finished job, quadratic in a fan-out
+    (B2's 1,000 sampling jobs, one circuit file each). ``--scheduler quantum`` reads a
+    job's input sizes once, in the round it first becomes ready, and never reads the
+    remaining jobs; the scheduler interface has no way to say so. Schedulers without these
+    attributes (greedy, ilp) keep Snakemake's behaviour.
+    """
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    sizes, remaining = JobScheduler.update_input_sizes, JobScheduler.remaining_jobs
+    if getattr(sizes, "_for_the_scheduler", False):
+        return
+
+    async def update_input_sizes(self: Any, jobs: Any) -> None:
+        jobs_to_size = getattr(getattr(self, "_scheduler", None), "jobs_to_size", None)
+        await sizes(self, jobs if jobs_to_size is None else jobs_to_size(jobs))
+
+    def remaining_jobs(self: Any) -> Any:
+        if getattr(getattr(self, "_scheduler", None), "reads_remaining_jobs", True):
+            return remaining.fget(self)
+        return _Listed(lambda: remaining.fget(self))
+
+    update_input_sizes._for_the_scheduler = True  # type: ignore[attr-defined]
+    JobScheduler.update_input_sizes = update_input_sizes
+    JobScheduler.remaining_jobs = property(remaining_jobs, doc=remaining.__doc__)
+
+
+class _Listed(Sequence):  # type: ignore[type-arg]
+    """A list made when first read: the scheduler never reads ``remaining_jobs``, but
+    Snakemake's own end-of-run check does, and gets the same list it would have."""
+
+    def __init__(self, make: Callable[[], list[Any]]):
+        self._make: Callable[[], list[Any]] | None = make
+        self._items: list[Any] = []
+
+    def _list(self) -> list[Any]:
+        if self._make is not None:
+            self._items, self._make = self._make(), None
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._list())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._list()[index]
+
+    def __iter__(self) -> Any:
+        return iter(self._list())
 
 
 def rule_named(workflow: Any, name: str) -> Any:

@@ -7,6 +7,8 @@ scheduler keeps ready jobs across rounds in one priority queue per *resource sig
 (the resources a job takes that are limited in this run): a round adds only the jobs that
 became ready, then takes the best job of any queue whose signature still fits, until
 none fits. A round costs O(new jobs + selected jobs x signatures x log n), not O(ready).
+Snakemake's own preparation of a round is cut to match (``snakemake_compat``): it sizes
+the inputs of new jobs only and lists the pending jobs only if something reads them.
 
 Order within what fits is the greedy scheduler's: higher ``priority`` first, then jobs
 freeing larger temporary inputs, then larger inputs, then first come first served.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from snakemake_interface_scheduler_plugins.base import SchedulerBase
@@ -29,10 +31,22 @@ Signature = tuple[tuple[str, int], ...]
 
 
 class Scheduler(SchedulerBase):
+    reads_remaining_jobs = False  # select_jobs ignores it: Snakemake need not list them
+
     def __post_init__(self) -> None:
+        from snakemake_executor_plugin_quantum import snakemake_compat
+
         self._queues: dict[Signature, list[tuple[Any, ...]]] = {}
         self._queued: set[Any] = set()
         self._order = itertools.count()
+        # Else, before every round, Snakemake stats the inputs of every ready job (we read
+        # those of new jobs only) and lists every pending job (we read none).
+        snakemake_compat.skip_what_the_scheduler_does_not_read()
+
+    def jobs_to_size(self, selectable_jobs: Iterable[Any]) -> set[Any]:
+        """The jobs whose input sizes the next ``select_jobs`` reads: those not queued yet."""
+        ready = selectable_jobs if isinstance(selectable_jobs, (set, frozenset)) else set(selectable_jobs)
+        return ready - self._queued  # a set operation: thousands of ready jobs every round
 
     def select_jobs(
         self,

@@ -93,3 +93,15 @@ def test_a_retried_job_is_queued_again():
     assert select(s, {job}, cores=1) == [job]
     assert select(s, set(), cores=1) == []
     assert select(s, {job}, cores=1) == [job], "a job that is ready again (a retry) must be selectable"
+
+
+def test_only_jobs_not_queued_yet_need_their_input_sizes():
+    """Snakemake sizes the inputs of the jobs ``jobs_to_size`` returns before each round
+    (snakemake_compat); a queued job's sizes were read when it was queued."""
+    s = scheduler()
+    jobs = {CountingJob({"_cores": 1}) for _ in range(5)}
+    assert set(s.jobs_to_size(jobs)) == jobs
+    chosen = select(s, jobs, cores=1)
+    newcomer = CountingJob({"_cores": 1})
+    assert s.jobs_to_size((jobs - set(chosen)) | {newcomer}) == {newcomer}
+    assert s.jobs_to_size(chosen) == set(chosen), "a selected job that is ready again (a retry) is sized again"

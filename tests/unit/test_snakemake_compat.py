@@ -157,3 +157,48 @@ def test_slurm_jobs_are_named_after_the_run_so_cancel_reaches_them_by_name(monke
     monkeypatch.setattr(snakemake_compat.subprocess, "run", lambda args, **kw: calls.append(args))
     executor.cancel()
     assert calls == ["plugin", ["scancel", "--name", "run-1234"]]
+
+
+def test_the_job_scheduler_computes_sizes_and_remaining_jobs_where_we_patch_them():
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    snakemake_compat.skip_what_the_scheduler_does_not_read()
+    selector = inspect.getsource(JobScheduler.job_selector)
+    assert "self.update_input_sizes(jobs)" in selector and "self.remaining_jobs" in selector, broken(
+        "job_selector no longer sizes inputs through update_input_sizes and lists remaining_jobs before selecting"
+    )
+    assert "self._scheduler = scheduler" in inspect.getsource(JobScheduler.__init__), broken("the job scheduler no longer keeps its plugin as _scheduler")
+    assert inspect.iscoroutinefunction(JobScheduler.update_input_sizes)
+    assert isinstance(inspect.getattr_static(JobScheduler, "remaining_jobs"), property)
+
+
+class _Jobs:
+    """Just what JobScheduler.remaining_jobs reads, counting how often it lists the DAG."""
+
+    def __init__(self, scheduler: object):
+        from types import SimpleNamespace
+
+        self.listed = 0
+        self._scheduler = scheduler
+        self.running, self.failed = {3}, set()
+
+        def needrun_jobs():
+            self.listed += 1
+            return [1, 2, 3, 4]
+
+        self.workflow = SimpleNamespace(dag=SimpleNamespace(needrun_jobs=needrun_jobs, finished=lambda job: job == 2))
+
+
+def test_remaining_jobs_are_listed_only_when_read_for_a_scheduler_that_ignores_them():
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    from snakemake_scheduler_plugin_quantum import Scheduler
+
+    snakemake_compat.skip_what_the_scheduler_does_not_read()
+    ours = _Jobs(Scheduler.__new__(Scheduler))
+    remaining = JobScheduler.remaining_jobs.fget(ours)
+    assert ours.listed == 0, "listed although nobody read it"
+    assert bool(remaining) and list(remaining) == [1, 4] and len(remaining) == 2 and remaining[0] == 1
+    assert ours.listed == 1, "listed once, when first read"
+    other = _Jobs(object())  # greedy, ilp: Snakemake's own behaviour
+    assert JobScheduler.remaining_jobs.fget(other) == [1, 4] and other.listed == 1
