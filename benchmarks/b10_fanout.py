@@ -70,10 +70,12 @@ PARTS = (
 # what an upstream change would have to remove. (name, every marker the stack must hold,
 # a marker it must not hold).
 ACROSS = (
-    ("a new asyncio event loop for each call (Workflow.async_run), its own cost", ("Workflow.async_run",), "Handle._run"),
+    ("asyncio.Runner.run for each step of each job (Workflow.async_run), its own cost", ("Workflow.async_run",), "Handle._run"),
     ("formatting the job's shell command (Job.shellcmd: for the log, again for the metadata)", ("Job.shellcmd",), None),
     ("job metadata and incomplete markers (persistence)", ("Persistence",), None),
     ("logging", ("Logger.",), None),
+    ("the target job's inputs, each checked against every dependency (Job.is_pipe_or_service_input)",
+     ("Job.is_pipe_or_service_input",), None),
 )
 
 
