@@ -463,9 +463,10 @@ def in_process(
     resource_id: str, resource_type: str, settings: dict[str, str], limits: Limits = Limits(), dedicated: bool = False
 ) -> LocalResource:
     """A ``qiskit-aer`` or ``pulser-emulator`` resource: its engine runs in this process
-    (``dedicated``: see ``open_resource``)."""
+    (``dedicated``: see ``open_resource``). It imports its simulator when a task first
+    needs it: a payload that fails our own checks is refused without that cost."""
     from ..engines import build_engine, spec_from_settings
     from ..resources.types import AER
 
     spec = spec_from_settings("aer" if resource_type == AER else "pulser", settings, limits)
-    return LocalResource(resource_id, resource_type, build_engine(spec, dedicated), limits)
+    return LocalResource(resource_id, resource_type, build_engine(spec, dedicated, preload=False), limits)

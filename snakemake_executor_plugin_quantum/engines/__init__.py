@@ -31,12 +31,13 @@ def spec_from_settings(kind: str, settings: dict[str, str], limits: Limits = Lim
     return EngineSpec("pulser", PulserOptions.from_settings(settings), limits)
 
 
-def build_engine(spec: EngineSpec, dedicated: bool = False) -> Any:
-    """The engine ``spec`` describes; ``dedicated`` see ``AerEngine``."""
+def build_engine(spec: EngineSpec, dedicated: bool = False, preload: bool = True) -> Any:
+    """The engine ``spec`` describes; ``dedicated`` see ``AerEngine``, ``preload`` see
+    ``PulserEngine``."""
     if spec.kind == "aer":
         from .aer import AerEngine
 
         return AerEngine(spec.options, spec.limits, dedicated=dedicated)
     from .pulser import PulserEngine
 
-    return PulserEngine(spec.options, spec.limits)
+    return PulserEngine(spec.options, spec.limits, preload=preload)

@@ -33,10 +33,13 @@ class PulserOptions:
 class PulserEngine:
     engine = "pulser"
 
-    def __init__(self, options: PulserOptions = PulserOptions(), limits: Limits = Limits()):
-        # Import now, once: pulser takes ~2 s to import, which a warm service pays at start.
-        import pulser  # noqa: F401
-        import pulser_simulation  # noqa: F401
+    def __init__(self, options: PulserOptions = PulserOptions(), limits: Limits = Limits(), preload: bool = True):
+        """``preload``: import Pulser now (seconds), as a warm service does at start so its
+        forked workers inherit it; else when a task first needs it, so that ``qrun``
+        refuses a payload that fails our own checks without paying for it."""
+        if preload:
+            import pulser  # noqa: F401
+            import pulser_simulation  # noqa: F401
 
         self.options = options
         self.limits = limits
