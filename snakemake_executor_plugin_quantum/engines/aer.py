@@ -65,9 +65,10 @@ class AerEngine:
         self, options: AerOptions = AerOptions(), limits: Limits = Limits(), cache_size: int = 512, dedicated: bool = False
     ):
         """``dedicated``: this engine is the only user of Qiskit and Aer in its process (a
-        vQPU's front end and workers, ``qrun``'s simulating child), so it may (1) build its pass manager without
-        importing other packages' transpiler plugins (``_builtin_stage_plugins``) and (2)
-        have Aer run simulations in the calling thread (``_run_aer_in_calling_thread``)."""
+        vQPU's front end and workers, ``qrun``'s simulating child), so it may (1) build its
+        pass manager without importing other packages' transpiler plugins
+        (``_builtin_stage_plugins``) and (2) have Aer run simulations in the calling thread
+        (``_run_aer_in_calling_thread``)."""
         from qiskit.transpiler import generate_preset_pass_manager
         from qiskit_aer import AerSimulator
 

@@ -11,8 +11,6 @@ import subprocess
 import sys
 import textwrap
 
-import psutil
-
 PROLOGUE = textwrap.dedent('''
     import json, os, signal, sys, time
     import psutil
