@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import subprocess
 import time
@@ -156,11 +157,16 @@ def _timeboxed(directory: Path, executor: str, total: int, window: float, schedu
     reset_workflow(directory)
     out = directory / "out"
     count = count_files(out)
+    # A Snakemake stopped here leaves its temporary files (a directory of its own, the ILP
+    # solver's files) behind: in this directory, removed below, not in /tmp.
+    scratch = directory / "tmp"
+    scratch.mkdir(exist_ok=True)
     started_wall = time.time()
     started = time.perf_counter()
     proc = subprocess.Popen([command("snakemake"), "--executor", executor, "--cores", "2", "--configfile", "config.yaml",
                              "--scheduler", scheduler, "--max-jobs-per-timespan", "1000/1s"],
-                            cwd=directory, env=bench_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=directory, env=bench_env(TMPDIR=str(scratch)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     handle = psutil.Process(proc.pid)
     peak = 0
     first = None
@@ -182,6 +188,7 @@ def _timeboxed(directory: Path, executor: str, total: int, window: float, schedu
         # Everything measured is in the outputs' mtimes: no need to wait for a graceful exit
         # (plain Snakemake took over a minute to act on SIGTERM here); SIGKILL after 5 s.
         stop_process(proc, timeout=5)
+        shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - started
     times = output_times(out, started_wall)
     if not times:
