@@ -45,8 +45,7 @@ class Scheduler(SchedulerBase):
 
     def jobs_to_size(self, selectable_jobs: Iterable[Any]) -> set[Any]:
         """The jobs whose input sizes the next ``select_jobs`` reads: those not queued yet."""
-        ready = selectable_jobs if isinstance(selectable_jobs, (set, frozenset)) else set(selectable_jobs)
-        return ready - self._queued  # a set operation: thousands of ready jobs every round
+        return _as_set(selectable_jobs) - self._queued  # a set operation: thousands of ready jobs every round
 
     def select_jobs(
         self,
@@ -55,7 +54,7 @@ class Scheduler(SchedulerBase):
         available_resources: Mapping[str, int | str],
         input_sizes: dict[Any, int],
     ) -> Sequence[Any]:
-        ready = selectable_jobs if isinstance(selectable_jobs, (set, frozenset)) else set(selectable_jobs)
+        ready = _as_set(selectable_jobs)
         limits = {name: value for name, value in available_resources.items() if isinstance(value, int) and value < sys.maxsize}
         for job in ready - self._queued:  # jobs that became ready (or are retried) since the last round
             self._enqueue(job, limits, input_sizes)
@@ -86,3 +85,8 @@ class Scheduler(SchedulerBase):
             if fits and (best is None or queue[0] < self._queues[best][0]):
                 best = signature
         return best
+
+
+def _as_set(jobs: Iterable[Any]) -> set[Any] | frozenset[Any]:
+    """Snakemake hands over a set of ready jobs; copy only what is not one."""
+    return jobs if isinstance(jobs, (set, frozenset)) else set(jobs)

@@ -217,6 +217,11 @@ def test_bad_input_fails_fast_with_one_line_and_no_output(tmp_path: Path, case: 
     assert list(tmp_path.iterdir()) == [path], "no temp file may be left behind"
 
 
+def imported_modules(stderr: str) -> list[str]:
+    """The modules a run under ``PYTHONPROFILEIMPORTTIME=1`` imported (its children's too)."""
+    return [line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")]
+
+
 def test_in_process_aer_imports_no_other_packages_transpiler_plugins(tmp_path: Path) -> None:
     """Building the pass manager must not import every installed transpiler plugin:
     qiskit-ibm-runtime's alone was ~1.6 s of a ~2.5 s qrun, and bad input then took
@@ -225,7 +230,7 @@ def test_in_process_aer_imports_no_other_packages_transpiler_plugins(tmp_path: P
     result = qrun("aer", str(CIRCUITS / "bell.qasm"), "--shots", "50", env=clean_env(PYTHONPROFILEIMPORTTIME="1"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout)["program"] == "sampler"
-    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    imported = imported_modules(result.stderr)
     assert "qiskit_aer" in imported, "the import profile reached the simulating child"
     assert not [name for name in imported if name.startswith("qiskit_ibm_runtime")]
 
@@ -236,7 +241,7 @@ def test_a_payload_our_own_checks_refuse_never_imports_the_simulator(tmp_path: P
     path.write_text(json.dumps(BAD_INPUTS["zero-job-runs"][0]))
     result = qrun("pulser", str(path), "-o", str(tmp_path / "out.json"), env=clean_env(PYTHONPROFILEIMPORTTIME="1"))
     assert result.returncode == 2 and "job_runs" in result.stderr
-    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    imported = imported_modules(result.stderr)
     assert "jsonschema" in imported, "the import profile reached the child that checks the payload"
     assert not [name for name in imported if name.startswith("pulser")]
 

@@ -39,7 +39,9 @@ main()
 """
 
 
-def _run(tmp_path: Path, scheduler: str) -> tuple[int, list[int]]:
+def _sizings(tmp_path: Path, scheduler: str) -> int:
+    """How often Snakemake sized an input file in a run with ``scheduler`` (whose jobs must
+    have run largest input first)."""
     # distinct input sizes, not in job order: largest-first differs from first-come
     sizes = [(i * 17) % N for i in range(N)]
     workdir = write_workflow(tmp_path / scheduler, SNAKEFILE, {f"in/{i}.txt": "x" * sizes[i] for i in range(N)})
@@ -48,14 +50,14 @@ def _run(tmp_path: Path, scheduler: str) -> tuple[int, list[int]]:
     assert result.returncode == 0, result.stderr[-3000:]
     order = [int(line) for line in (workdir / "order.txt").read_text().split()]
     assert [sizes[i] for i in order] == sorted(sizes, reverse=True), f"{scheduler}: not largest input first"
-    return int(re.search(r"sized (\d+) times", result.stderr).group(1)), order
+    return int(re.search(r"sized (\d+) times", result.stderr).group(1))
 
 
 def test_each_input_is_sized_once_not_once_per_round_and_jobs_still_run_largest_input_first(tmp_path: Path) -> None:
     """Snakemake sizes every ready job's inputs before each round (one per finished job) for
     whichever scheduler; ours reads a job's sizes once, so only those are computed."""
-    ours, _ = _run(tmp_path, "quantum")
-    greedy, _ = _run(tmp_path, "greedy")
-    # Snakemake sizes each input about twice besides (checking outputs, metadata): 2N; ours once more.
+    ours = _sizings(tmp_path, "quantum")
+    greedy = _sizings(tmp_path, "greedy")
+    # Snakemake sizes each input about twice for itself (2N); for our scheduler once more (N).
     assert ours <= 3 * N, f"{ours} sizings for {N} jobs with one input each (and the target's {N})"
     assert greedy >= N * (N + 1) // 2, f"greedy sized {greedy} times: the comparison no longer shows the difference"
