@@ -28,6 +28,7 @@ from snakemake_interface_scheduler_plugins.base import SchedulerBase
 __all__ = ["Scheduler"]
 
 Signature = tuple[tuple[str, int], ...]
+UNLIMITED = sys.maxsize // 2
 
 
 class Scheduler(SchedulerBase):
@@ -55,7 +56,7 @@ class Scheduler(SchedulerBase):
         input_sizes: dict[Any, int],
     ) -> Sequence[Any]:
         ready = _as_set(selectable_jobs)
-        limits = {name: value for name, value in available_resources.items() if isinstance(value, int) and value < sys.maxsize}
+        limits = _limits(available_resources)
         for job in ready - self._queued:  # jobs that became ready (or are retried) since the last round
             self._enqueue(job, limits, input_sizes)
         selected = []
@@ -64,7 +65,8 @@ class Scheduler(SchedulerBase):
             self._queued.discard(job)
             selected.append(job)
             for name, amount in signature:
-                limits[name] -= amount
+                if name in limits:
+                    limits[name] -= amount
         return selected
 
     def _enqueue(self, job: Any, limits: Mapping[str, int], input_sizes: Mapping[Any, int | None]) -> None:
@@ -85,6 +87,13 @@ class Scheduler(SchedulerBase):
             if fits and (best is None or queue[0] < self._queues[best][0]):
                 best = signature
         return best
+
+
+def _limits(available_resources: Mapping[str, int | str]) -> dict[str, int]:
+    """The resources that are limited in this run. Snakemake gives an unlimited one as
+    sys.maxsize, less what running jobs hold (``_nodes``: maxsize - 1 while one job runs),
+    so a job queued while another runs must not count it as limited."""
+    return {name: value for name, value in available_resources.items() if isinstance(value, int) and value < UNLIMITED}
 
 
 def _as_set(jobs: Iterable[Any]) -> set[Any] | frozenset[Any]:

@@ -61,3 +61,28 @@ def test_each_input_is_sized_once_not_once_per_round_and_jobs_still_run_largest_
     # Snakemake sizes each input about twice for itself (2N); for our scheduler once more (N).
     assert ours <= 3 * N, f"{ours} sizings for {N} jobs with one input each (and the target's {N})"
     assert greedy >= N * (N + 1) // 2, f"greedy sized {greedy} times: the comparison no longer shows the difference"
+
+
+TWO_STAGES = '''
+rule all:
+    input: expand("b/{i}.txt", i=range(60))
+
+rule a:
+    output: "a/{i}.txt"
+    shell: "touch {output}"
+
+rule b:
+    input: "a/{i}.txt"
+    output: "b/{i}.txt"
+    shell: "cp {input} {output}"
+'''
+
+
+def test_a_two_stage_fan_out_runs_to_the_end(tmp_path: Path) -> None:
+    """Jobs become ready while others run, and are chosen when none runs: Snakemake's
+    unlimited resources (``_nodes``) are then sys.maxsize less what runs, then sys.maxsize."""
+    workdir = write_workflow(tmp_path, TWO_STAGES)
+    result = run([sys.executable, "-m", "snakemake", "--executor", "quantum", "--cores", "2", "--scheduler", "quantum"],
+                 cwd=workdir, env=clean_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((workdir / "b").iterdir())) == 60

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections import defaultdict
 from typing import Any
 
@@ -105,3 +106,12 @@ def test_only_jobs_not_queued_yet_need_their_input_sizes():
     newcomer = CountingJob({"_cores": 1})
     assert s.jobs_to_size((jobs - set(chosen)) | {newcomer}) == {newcomer}
     assert s.jobs_to_size(chosen) == set(chosen), "a selected job that is ready again (a retry) is sized again"
+
+
+def test_a_job_queued_while_another_runs_can_be_chosen_when_none_runs():
+    """Snakemake passes an unlimited resource as sys.maxsize less what running jobs hold:
+    ``_nodes`` is sys.maxsize - 1 while one job runs, sys.maxsize when none does."""
+    s = scheduler()
+    later = CountingJob({"_cores": 1, "_nodes": 1})
+    assert select(s, {later}, cores=0, _nodes=sys.maxsize - 1) == []  # queued while a job holds both cores
+    assert select(s, {later}, cores=2, _nodes=sys.maxsize) == [later]
