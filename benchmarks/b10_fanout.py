@@ -55,9 +55,11 @@ def _run(directory, n: int, log) -> tuple[float, float]:
 # Snakemake's own parts first: a frame of ours deeper down is counted where Snakemake called it.
 PARTS = (
     ("job selection: this package's scheduler", "snakemake_scheduler_plugin_quantum"),
-    ("job selection: remaining_jobs (all pending jobs, every round)", "JobScheduler.remaining_jobs"),
-    ("job selection: input sizes (every ready job, every round)", "JobScheduler.update_input_sizes"),
-    ("job selection: validate_job (every ready job, every round)", "JobScheduler.validate_job"),
+    # Frames of Snakemake's methods patched by snakemake_compat are named <locals>.<method>.
+    ("job selection: remaining_jobs (listed only if read)", ".remaining_jobs ("),
+    ("job selection: input sizes (of new jobs)", ".update_input_sizes ("),
+    ("job selection: the jobs handed to a round (open_jobs)", ".open_jobs ("),
+    ("job selection: validate_job (the jobs handed to a round)", "JobScheduler.validate_job"),
     ("rate limiter: a timer thread every round", "JobScheduler._schedule_reevalutation"),
     ("starting jobs: prepare, print, submit to the pool", "JobScheduler.run "),
     ("finishing jobs: postprocess, metadata, DAG update", "JobScheduler._finish_jobs"),
@@ -74,8 +76,7 @@ ACROSS = (
     ("formatting the job's shell command (Job.shellcmd: for the log, again for the metadata)", ("Job.shellcmd",), None),
     ("job metadata and incomplete markers (persistence)", ("Persistence",), None),
     ("logging", ("Logger.",), None),
-    ("the target job's inputs, each checked against every dependency (Job.is_pipe_or_service_input)",
-     ("Job.is_pipe_or_service_input",), None),
+    ("a SIGINT handler swapped in and out for each step (signal.getsignal, signal.signal)", ("Runner.run", "signal.py"), None),
 )
 
 

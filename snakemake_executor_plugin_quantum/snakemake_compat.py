@@ -134,23 +134,42 @@ def _run_script(fname: str, threads: Any, resources: Any) -> None:
 
 def skip_what_the_scheduler_does_not_read() -> None:
     """Before each selection round, compute only what the scheduler plugin reads, when it
-    says so: the input sizes of the jobs ``jobs_to_size(jobs)`` returns, and the list of
+    says so: the ready jobs ``jobs_to_offer(ready, free resources)`` returns instead of all
+    of them, the input sizes of the jobs ``jobs_to_size(jobs)`` returns, and the list of
     remaining jobs only if it reads it (``reads_remaining_jobs``).
 
     Why: a round follows every finished job, and before each one Snakemake's job scheduler
-    stats every input file of every ready job (``JobScheduler.update_input_sizes``) and
-    lists every pending job (``remaining_jobs``), whatever the plugin does with them: work
-    in proportion to the ready and pending jobs per finished job, quadratic in a fan-out
-    (B2's 1,000 sampling jobs, one circuit file each). ``--scheduler quantum`` reads a
-    job's input sizes once, in the round it first becomes ready, and never reads the
-    remaining jobs; the scheduler interface has no way to say so. Schedulers without these
-    attributes (greedy, ilp) keep Snakemake's behaviour.
+    copies the set of ready jobs, resets the params and resources of each, validates each,
+    stats every input file of each (``JobScheduler.update_input_sizes``) and lists every
+    pending job (``remaining_jobs``), whatever the plugin does with them: work in
+    proportion to the ready and pending jobs per finished job, quadratic in a fan-out (B2's
+    1,000 sampling jobs, one circuit file each; B10's 10,000 jobs). ``--scheduler quantum``
+    keeps the ready jobs it has seen in queues, so a round can only choose new jobs and
+    the best queued ones that fit the free resources; it reads a job's input sizes once,
+    when it first becomes ready, and never reads the remaining jobs. The scheduler
+    interface has no way to say so. Schedulers without these attributes (greedy, ilp),
+    and dry runs (which "run" every ready job each round), keep Snakemake's behaviour; so
+    does a round in which nothing runs and nothing offered would fit.
     """
     from snakemake.scheduling.job_scheduler import JobScheduler
 
+    opened = JobScheduler.open_jobs
     sizes, remaining = JobScheduler.update_input_sizes, JobScheduler.remaining_jobs
     if getattr(sizes, "_for_the_scheduler", False):
         return
+
+    def open_jobs(self: Any) -> Any:
+        jobs_to_offer = getattr(getattr(self, "_scheduler", None), "jobs_to_offer", None)
+        if jobs_to_offer is None or self.dryrun:
+            return opened.fget(self)
+        dag = self.workflow.dag
+        if type(dag._ready_jobs) is not _NotingSet:
+            dag._ready_jobs = _NotingSet(dag._ready_jobs)
+        ready = dag._ready_jobs
+        offered = jobs_to_offer(ready, self.resources, ready.take_added())
+        if not offered and ready and not self.running:
+            return opened.fget(self)
+        return offered
 
     async def update_input_sizes(self: Any, jobs: Any) -> None:
         jobs_to_size = getattr(getattr(self, "_scheduler", None), "jobs_to_size", None)
@@ -164,6 +183,34 @@ def skip_what_the_scheduler_does_not_read() -> None:
     update_input_sizes._for_the_scheduler = True  # type: ignore[attr-defined]
     JobScheduler.update_input_sizes = update_input_sizes
     JobScheduler.remaining_jobs = property(remaining_jobs, doc=remaining.__doc__)
+    JobScheduler.open_jobs = property(open_jobs, doc=opened.__doc__)
+
+
+class _NotingSet(set):  # type: ignore[type-arg]
+    """The DAG's set of ready jobs, noting each job added to it: the scheduler learns which
+    jobs are new without comparing every ready job with its queues each round. The DAG
+    adds ready jobs with ``add`` and ``update`` only (checked by the compat tests)."""
+
+    def __init__(self, jobs: Any = ()):
+        super().__init__(jobs)
+        self._added = list(self)
+
+    def add(self, job: Any) -> None:
+        super().add(job)
+        self._added.append(job)
+
+    def update(self, *others: Any) -> None:
+        for other in others:
+            for job in other:
+                self.add(job)
+
+    def __ior__(self, other: Any) -> _NotingSet:
+        self.update(other)
+        return self
+
+    def take_added(self) -> list[Any]:
+        added, self._added = self._added, []
+        return added
 
 
 class _Listed(Sequence):  # type: ignore[type-arg]
@@ -187,6 +234,53 @@ class _Listed(Sequence):  # type: ignore[type-arg]
 
     def __iter__(self) -> Any:
         return iter(self._list())
+
+
+# ------------------------------------------------------------------ jobs
+
+
+def find_pipe_inputs_in_one_pass() -> None:
+    """While a job is prepared, answer "does this input come from a pipe or a service?"
+    from a lookup of the job's inputs to their producers, built once for that job.
+
+    Why: ``Job.prepare`` asks it for every input, and ``Job.is_pipe_or_service_input``
+    searches all of the job's dependencies for the one producing the file: inputs x
+    dependencies set lookups. For the target of a fan-out (``rule all`` over 10,000
+    outputs) that is tens of millions, on the main thread after the last job (12% of a
+    10,000-job run's main thread, py-spy). The dependencies do not change while a job is
+    prepared, so the lookup (each file to the first dependency producing it, in
+    Snakemake's order) gives the same answers. Outside ``prepare`` the check is Snakemake's.
+    """
+    from snakemake.jobs import Job
+
+    prepare, is_pipe_or_service_input = Job.prepare, Job.is_pipe_or_service_input
+    if getattr(is_pipe_or_service_input, "_one_pass", False):
+        return
+    producers: dict[Any, dict[Any, Any] | None] = {}  # job being prepared -> its lookup, once asked
+
+    async def prepare_with_lookup(self: Any) -> Any:
+        producers[self] = None
+        try:
+            return await prepare(self)
+        finally:
+            producers.pop(self, None)
+
+    def from_lookup(self: Any, path: Any) -> bool:
+        if self not in producers:
+            return is_pipe_or_service_input(self, path)
+        lookup = producers[self]
+        if lookup is None:
+            lookup = producers[self] = {}
+            for dependency, files in self.dag.dependencies[self].items():
+                for file in files:
+                    lookup.setdefault(file, dependency)
+        producer = lookup.get(path)
+        return producer is not None and path in producer.pipe_or_service_output
+
+    from_lookup._one_pass = True  # type: ignore[attr-defined]
+    from_lookup.__wrapped__ = is_pipe_or_service_input  # type: ignore[attr-defined]
+    Job.prepare = prepare_with_lookup
+    Job.is_pipe_or_service_input = from_lookup
 
 
 def rule_named(workflow: Any, name: str) -> Any:

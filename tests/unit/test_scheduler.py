@@ -115,3 +115,92 @@ def test_a_job_queued_while_another_runs_can_be_chosen_when_none_runs():
     later = CountingJob({"_cores": 1, "_nodes": 1})
     assert select(s, {later}, cores=0, _nodes=sys.maxsize - 1) == []  # queued while a job holds both cores
     assert select(s, {later}, cores=2, _nodes=sys.maxsize) == [later]
+
+
+def test_a_round_is_offered_new_jobs_and_only_the_best_queued_ones_that_could_fit():
+    """Snakemake hands a round what ``jobs_to_offer`` returns instead of every ready job
+    (snakemake_compat), so what it returns bounds Snakemake's work per round."""
+    s = scheduler()
+    ready = {CountingJob({"_cores": 1}, priority=p) for p in range(1000)}
+    assert s.jobs_to_offer(ready, {"_cores": 2}) == ready, "new jobs are all offered"
+    chosen = select(s, ready, cores=2)
+    ready -= set(chosen)
+    newcomer = CountingJob({"_cores": 1}, priority=-1)
+    ready.add(newcomer)
+    offered = s.jobs_to_offer(ready, {"_cores": 2, "_job_count": 2**62})
+    best = sorted(ready - {newcomer}, key=lambda job: -job.priority)[:2]
+    assert offered == {newcomer, *best}
+    assert s.jobs_to_offer(ready, {"_cores": 0}) == {newcomer}, "no queued job fits: only the new one is offered"
+
+
+def test_choosing_from_what_is_offered_equals_choosing_from_every_ready_job():
+    """Rounds of a simulated run (jobs finishing, new ones becoming ready, several resource
+    signatures): one scheduler handed every ready job, one handed ``jobs_to_offer``."""
+    import random
+
+    rng = random.Random(7)
+    capacity = {"_cores": 4, "gpu": 1, "_job_count": 2**62}
+    priorities = iter(rng.sample(range(10_000), 10_000))  # no ties: the order is fully determined
+
+    def new_jobs(count: int) -> set:
+        return {CountingJob({"_cores": rng.choice((1, 1, 2, 3)), "_job_count": 1, **({"gpu": 1} if rng.random() < 0.2 else {})},
+                            priority=next(priorities)) for _ in range(count)}
+
+    every, offering = scheduler(), scheduler()
+    ready, running, free = new_jobs(300), [], dict(capacity)
+    created = set(ready)
+    for _ in range(400):
+        by_all = list(every.select_jobs(set(ready), [], free, defaultdict(int)))
+        offered = offering.jobs_to_offer(ready, free)
+        assert len(offered) <= len(ready)
+        by_offer = list(offering.select_jobs(offered, [], free, defaultdict(int)))
+        assert by_offer == by_all
+        for job in by_all:
+            ready.discard(job)
+            running.append(job)
+            for name, amount in job._resources.items():  # not counted as the scheduler's reads
+                if name in free and name != "_job_count":
+                    free[name] -= amount
+        if running:
+            done = running.pop(rng.randrange(len(running)))
+            for name, amount in done._resources.items():
+                if name in free and name != "_job_count":
+                    free[name] += amount
+        arrived = new_jobs(rng.choice((0, 0, 1, 3)))
+        ready |= arrived
+        created |= arrived
+    assert not ready or running, "the simulated run must not stall"
+    assert max(job.reads for job in created) <= 2, "each of the two schedulers reads a job's resources once"
+
+
+def test_a_queued_job_no_longer_ready_is_dropped_and_one_not_offered_waits_its_turn():
+    s = scheduler()
+    jobs = [CountingJob({"_cores": 1}, priority=p) for p in (4, 3, 2, 1)]
+    ready = set(jobs)
+    s.jobs_to_offer(ready, {"_cores": 1})
+    assert select(s, ready, cores=1) == [jobs[0]]
+    ready -= {jobs[0], jobs[1]}  # jobs[1] left the DAG (a checkpoint changed it)
+    assert s.jobs_to_offer(ready, {"_cores": 1}) == {jobs[2]}
+    # Handed fewer jobs than it was offered, a round takes from those; the ready job it
+    # passes over keeps its place.
+    assert list(s.select_jobs({jobs[3]}, [], {"_cores": 1}, defaultdict(int))) == []
+    assert s.jobs_to_offer(ready, {"_cores": 1}) == {jobs[2]}
+    assert [job.reads for job in jobs[2:]] == [1, 1]
+
+
+def test_told_which_jobs_were_added_a_round_compares_only_those():
+    """Snakemake's ready set notes the jobs added to it (snakemake_compat); a job offered in
+    a round that selected nothing (the rate limit, no free core) is offered again."""
+    s = scheduler()
+    first = {CountingJob({"_cores": 1}, priority=p) for p in range(3)}
+    ready = set(first)
+    assert s.jobs_to_offer(ready, {"_cores": 1}, added=list(first)) == first
+    assert s.jobs_to_offer(ready, {"_cores": 1}, added=[]) == first, "not selected yet: offered again"
+    chosen = select(s, ready, cores=1)
+    ready -= set(chosen)
+    newcomer = CountingJob({"_cores": 1}, priority=-1)
+    ready.add(newcomer)
+    hidden = CountingJob({"_cores": 1}, priority=99)
+    ready.add(hidden)  # in the set, not among the jobs said to be added: not compared
+    offered = s.jobs_to_offer(ready, {"_cores": 1}, added=[newcomer])
+    assert newcomer in offered and hidden not in offered

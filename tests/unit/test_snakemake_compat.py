@@ -202,3 +202,83 @@ def test_remaining_jobs_are_listed_only_when_read_for_a_scheduler_that_ignores_t
     assert ours.listed == 1, "listed once, when first read"
     other = _Jobs(object())  # greedy, ilp: Snakemake's own behaviour
     assert JobScheduler.remaining_jobs.fget(other) == [1, 4] and other.listed == 1
+
+
+def test_the_job_scheduler_hands_each_round_what_open_jobs_returns_and_the_dag_adds_ready_jobs_as_we_note():
+    import re
+
+    from snakemake.dag import DAG
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    schedule = inspect.getsource(JobScheduler.schedule)
+    assert "needrun = set(self.open_jobs)" in schedule and "for job in needrun:" in schedule, broken(
+        "schedule() no longer takes a round's jobs from open_jobs"
+    )
+    assert "self.job_selector(needrun)" in schedule, broken("schedule() no longer selects from open_jobs")
+    assert "return self._ready_jobs" in inspect.getsource(DAG.ready_jobs.fget), broken("DAG.ready_jobs is not _ready_jobs")
+    dag = inspect.getsource(DAG)
+    ways = set(re.findall(r"_ready_jobs\s*(?:\.\w+|[-|&^]=|=(?!=))", dag))
+    assert ways <= {"_ready_jobs.add", "_ready_jobs.update", "_ready_jobs.remove", "_ready_jobs.clear", "_ready_jobs -=", "_ready_jobs ="}, broken(
+        f"the DAG changes its ready jobs in ways _NotingSet does not note: {sorted(ways)}"
+    )
+    assert dag.count("self._ready_jobs = ") == 1, broken("the DAG replaces its set of ready jobs after __init__")
+    scheduler = inspect.getsource(JobScheduler)
+    assert "dag._ready_jobs.add(job)" in scheduler and "_ready_jobs = " not in scheduler
+
+
+def test_the_noting_set_notes_every_job_added_and_stays_a_set():
+    noting = snakemake_compat._NotingSet({1, 2})
+    assert sorted(noting.take_added()) == [1, 2] and noting.take_added() == []
+    noting.add(3)
+    noting.update([4], (5,))
+    noting |= {6}
+    noting -= {1, 3}
+    noting.remove(2)
+    assert type(noting) is snakemake_compat._NotingSet and noting == {4, 5, 6}
+    assert noting.take_added() == [3, 4, 5, 6]
+
+
+def test_the_pipe_input_check_while_a_job_is_prepared_answers_as_snakemake_in_one_pass(monkeypatch: pytest.MonkeyPatch):
+    from types import SimpleNamespace
+
+    from snakemake.jobs import Job
+
+    original = getattr(Job.is_pipe_or_service_input, "__wrapped__", Job.is_pipe_or_service_input)
+    prepare = inspect.getsource(Job.prepare)
+    assert "self.is_pipe_or_service_input(f)" in prepare, broken("Job.prepare no longer checks its inputs for pipes")
+    assert "self.dag.dependencies[self].items()" in inspect.getsource(original), broken(
+        "Job.is_pipe_or_service_input no longer searches the job's dependencies"
+    )
+
+    class Files(set):  # counts the lookups
+        looked = 0
+
+        def __contains__(self, item: object) -> bool:
+            Files.looked += 1
+            return super().__contains__(item)
+
+    class Fake:
+        def __init__(self, dependencies: dict):
+            self.dag = SimpleNamespace(dependencies={self: dependencies})
+            self.input = [f for files in dependencies.values() for f in files] + ["nowhere"]
+
+    class Producer:
+        def __init__(self, i: int):
+            self.pipe_or_service_output = {0: ["shared"], 3: ["p3"]}.get(i, [])  # the first producer of a file decides
+
+    producers = [Producer(i) for i in range(300)]
+    job = Fake({producer: Files({f"p{i}", "shared"}) for i, producer in enumerate(producers)})
+    expected = {path: original(job, path) for path in job.input}
+    answers: dict = {}
+
+    async def fake_prepare(self: object) -> None:
+        Files.looked = 0
+        answers.update({path: Job.is_pipe_or_service_input(self, path) for path in self.input})
+
+    monkeypatch.setattr(Job, "prepare", fake_prepare)
+    monkeypatch.setattr(Job, "is_pipe_or_service_input", original)
+    snakemake_compat.find_pipe_inputs_in_one_pass()
+    asyncio.run(Job.prepare(job))
+    assert answers == expected and answers["p3"] and answers["shared"] and not answers["p4"]
+    assert Files.looked <= 3 * len(job.input), f"{Files.looked} lookups for {len(job.input)} inputs: not one pass"
+    assert Job.is_pipe_or_service_input(job, "p3") is True, "outside prepare: Snakemake's own check"
