@@ -85,8 +85,8 @@ def paragraphs(sections: list[Section]) -> list[str]:
             text += (" Across those parts, Snakemake's own mechanisms take: "
                      + "; ".join(f"{name} {share:.0f}%" for name, share in across.items()) + ".")
         if shares:
-            text += (" Inside Snakemake, each scheduling round arms a rate-limiter `Timer` thread, each job is "
-                     "prepared, printed and finished one by one on the main thread, and each step is a separate "
+            text += (" Inside Snakemake, each job is prepared, printed and finished one by one on the main "
+                     "thread, and each step is a separate "
                      "`asyncio.Runner.run` call (a task and a SIGINT-handler swap each). Upstream changes that "
                      "would remove most of what a plugin cannot: a job's asynchronous steps in one call, a job's "
                      "shell command formatted once, and jobs started and finished in batches.")

@@ -60,7 +60,7 @@ PARTS = (
     ("job selection: input sizes (of new jobs)", ".update_input_sizes ("),
     ("job selection: the jobs handed to a round (open_jobs)", ".open_jobs ("),
     ("job selection: validate_job (the jobs handed to a round)", "JobScheduler.validate_job"),
-    ("rate limiter: a timer thread every round", "JobScheduler._schedule_reevalutation"),
+    ("rate limiter: a wake-up one timespan after each round", "reevalu"),
     ("starting jobs: prepare, print, submit to the pool", "JobScheduler.run "),
     ("finishing jobs: postprocess, metadata, DAG update", "JobScheduler._finish_jobs"),
     ("rest of the scheduling loop", "JobScheduler.schedule"),

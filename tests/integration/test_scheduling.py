@@ -25,11 +25,15 @@ rule job:
 # snakemake, counting every input file Snakemake sizes (``_IOFile.size``), for any reason,
 # and every job a scheduling round hands over (each is reset first: ``reset_params_and_resources``).
 COUNTING = """
-import atexit, sys
+import atexit, sys, threading
 from snakemake.io import _IOFile
 from snakemake.jobs import Job
-sized, handled = [], []
-size, reset = _IOFile.size, Job.reset_params_and_resources
+sized, handled, timers = [], [], []
+size, reset, start = _IOFile.size, Job.reset_params_and_resources, threading.Timer.start
+def start_counted(self):
+    timers.append(self)
+    return start(self)
+threading.Timer.start = start_counted
 async def counted(self):
     sized.append(str(self))
     return await size(self)
@@ -37,16 +41,17 @@ def reset_counted(self):
     handled.append(self)
     return reset(self)
 _IOFile.size, Job.reset_params_and_resources = counted, reset_counted
-atexit.register(lambda: print(f"sized {len(sized)} times, handed over {len(handled)} jobs", file=sys.stderr))
+atexit.register(lambda: print(f"sized {len(sized)} times, handed over {len(handled)} jobs, {len(timers)} timers",
+                              file=sys.stderr))
 from snakemake.cli import main
 sys.argv[0] = "snakemake"
 main()
 """
 
 
-def _counts(tmp_path: Path, scheduler: str) -> tuple[int, int]:
-    """How often Snakemake sized an input file, and handed a job to a round, in a run with
-    ``scheduler`` (whose jobs must have run largest input first)."""
+def _counts(tmp_path: Path, scheduler: str) -> tuple[int, int, int]:
+    """How often Snakemake sized an input file, handed a job to a round and started a timer
+    thread, in a run with ``scheduler`` (whose jobs must have run largest input first)."""
     # distinct input sizes, not in job order: largest-first differs from first-come
     sizes = [(i * 17) % N for i in range(N)]
     workdir = write_workflow(tmp_path / scheduler, SNAKEFILE, {f"in/{i}.txt": "x" * sizes[i] for i in range(N)})
@@ -55,22 +60,25 @@ def _counts(tmp_path: Path, scheduler: str) -> tuple[int, int]:
     assert result.returncode == 0, result.stderr[-3000:]
     order = [int(line) for line in (workdir / "order.txt").read_text().split()]
     assert [sizes[i] for i in order] == sorted(sizes, reverse=True), f"{scheduler}: not largest input first"
-    counts = re.search(r"sized (\d+) times, handed over (\d+) jobs", result.stderr)
-    return int(counts.group(1)), int(counts.group(2))
+    counts = re.search(r"sized (\d+) times, handed over (\d+) jobs, (\d+) timers", result.stderr)
+    return int(counts.group(1)), int(counts.group(2)), int(counts.group(3))
 
 
 def test_a_round_handles_only_jobs_it_could_choose_and_jobs_still_run_largest_input_first(tmp_path: Path) -> None:
     """Snakemake hands every ready job to each round (one per finished job), resetting and
-    sizing each, for whichever scheduler; ours is handed new jobs and the best queued ones
-    that fit, and reads a job's sizes once, so only those are computed."""
-    ours, handed = _counts(tmp_path, "quantum")
-    greedy, greedy_handed = _counts(tmp_path, "greedy")
+    sizing each, and starts a timer thread after it, for whichever scheduler; ours is handed
+    new jobs and the best queued ones that fit, and reads a job's sizes once, so only those
+    are computed, and one thread wakes the scheduler."""
+    ours, handed, timers = _counts(tmp_path, "quantum")
+    greedy, greedy_handed, greedy_timers = _counts(tmp_path, "greedy")
     # Snakemake sizes each input about twice for itself (2N); for our scheduler once more (N).
     assert ours <= 3 * N, f"{ours} sizings for {N} jobs with one input each (and the target's {N})"
     # Each job: once when new, once when it is the one that fits (--cores 1), and a few more.
     assert handed <= 4 * N, f"{handed} jobs handed to rounds for {N} jobs"
     assert greedy >= N * (N + 1) // 2, f"greedy sized {greedy} times: the comparison no longer shows the difference"
     assert greedy_handed >= N * (N + 1) // 2, f"greedy was handed {greedy_handed} jobs: the comparison no longer shows it"
+    # The rate limiter's wake-ups: Snakemake starts a timer thread per round, we keep one thread.
+    assert timers == 0 and greedy_timers >= N, f"timer threads: {timers} with ours, {greedy_timers} with greedy"
 
 
 TWO_STAGES = '''

@@ -215,6 +215,9 @@ def test_the_job_scheduler_hands_each_round_what_open_jobs_returns_and_the_dag_a
         "schedule() no longer takes a round's jobs from open_jobs"
     )
     assert "self.job_selector(needrun)" in schedule, broken("schedule() no longer selects from open_jobs")
+    assert "self._schedule_reevalutation(" in schedule and "self._open_jobs.release()" in inspect.getsource(JobScheduler), broken(
+        "the scheduler is no longer woken through _schedule_reevalutation releasing _open_jobs"
+    )
     assert "return self._ready_jobs" in inspect.getsource(DAG.ready_jobs.fget), broken("DAG.ready_jobs is not _ready_jobs")
     dag = inspect.getsource(DAG)
     ways = set(re.findall(r"_ready_jobs\s*(?:\.\w+|[-|&^]=|=(?!=))", dag))
@@ -282,3 +285,31 @@ def test_the_pipe_input_check_while_a_job_is_prepared_answers_as_snakemake_in_on
     assert answers == expected and answers["p3"] and answers["shared"] and not answers["p4"]
     assert Files.looked <= 3 * len(job.input), f"{Files.looked} lookups for {len(job.input)} inputs: not one pass"
     assert Job.is_pipe_or_service_input(job, "p3") is True, "outside prepare: Snakemake's own check"
+
+
+def test_wakeups_come_in_time_order_from_one_thread():
+    import threading
+    import time
+
+    woken: list[tuple[float, str]] = []
+    before = threading.active_count()
+    wakeups = snakemake_compat._Wakeups(lambda: woken.append((time.monotonic(), threading.current_thread().name)))
+    start = time.monotonic()
+    for delay in (0.3, 0.1, 0.2, 0.1):
+        wakeups.after(delay)
+    assert threading.active_count() <= before + 1, "one thread for every wake-up"
+    deadline = time.monotonic() + 5
+    while len(woken) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    times = [when - start for when, _ in woken]
+    assert len(times) == 4 and times == sorted(times) and times[0] >= 0.1 and times[3] >= 0.3, times
+    assert {name for _, name in woken} == {"snakemake-wakeups"}
+    deadline = time.monotonic() + 5
+    while wakeups._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert wakeups._thread is None, "nothing due: the thread has ended"
+    wakeups.after(0.05)  # and a new request starts one again
+    deadline = time.monotonic() + 5
+    while len(woken) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(woken) == 5
