@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 
 CLASSICAL = r'''
 rule all:
-    input: "shell.txt", "run.txt", "script.txt", "threads.txt", "piped.txt", "bench.txt", "shadow.txt", "retried.txt"
+    input: "shell.txt", "run.txt", "script.txt", "threads.txt", "piped.txt", "bench.txt", "shadow.txt", "retried.txt",
+           "gathered.txt"
 
 rule shell:
     output: "shell.txt"
@@ -70,20 +71,43 @@ rule retried:
     output: "retried.txt"
     retries: 1
     shell: "if [ -e attempted ]; then echo ok > {output}; else touch attempted; exit 1; fi"
+
+checkpoint split:
+    output: directory("parts")
+    shell: "mkdir -p {output}; for i in 1 2 3; do echo $i > {output}/$i.txt; done"
+
+rule part:
+    input: "parts/{i}.txt"
+    output: "doubled/{i}.txt"
+    shell: "echo $(( $(cat {input}) * 2 )) > {output}"
+
+def doubled(wildcards):
+    parts = checkpoints.split.get().output[0]
+    return expand("doubled/{i}.txt", i=glob_wildcards(parts + "/{i}.txt").i)
+
+rule gather:
+    input: doubled
+    output: "gathered.txt"
+    shell: "cat {input} | paste -sd+ | bc > {output}"
 '''
 SCRIPT = 'with open(snakemake.output[0], "w") as f:\n    f.write("from script\\n")\n'
-OUTPUTS = ["shell.txt", "run.txt", "script.txt", "threads.txt", "piped.txt", "bench.txt", "shadow.txt", "retried.txt", "logs/shell.log"]
+OUTPUTS = ["shell.txt", "run.txt", "script.txt", "threads.txt", "piped.txt", "bench.txt", "shadow.txt", "retried.txt",
+           "gathered.txt", "logs/shell.log"]
 
 
 def test_classical_jobs_match_the_local_executor(tmp_path: Path) -> None:
+    """Also with this package's scheduler (profiles/local): pipes (a group), retries, a
+    checkpoint (the DAG changes mid-run), shadow, benchmark, run:, script:."""
     results = {}
-    for executor in ("local", "quantum"):
-        workdir = write_workflow(tmp_path / executor, CLASSICAL, {"scripts/write.py": SCRIPT})
-        result = snakemake(workdir, "--executor", executor, "--cores", "2")
+    for name, args in {"local": ("--executor", "local"), "quantum": ("--executor", "quantum"),
+                       "scheduler": ("--executor", "quantum", "--scheduler", "quantum")}.items():
+        workdir = write_workflow(tmp_path / name, CLASSICAL, {"scripts/write.py": SCRIPT})
+        result = snakemake(workdir, *args, "--cores", "2")
         assert result.returncode == 0, result.stderr[-3000:]
-        results[executor] = {name: (workdir / name).read_text() for name in OUTPUTS}
+        results[name] = {output: (workdir / output).read_text() for output in OUTPUTS}
         assert (workdir / "benchmarks" / "bench.tsv").exists()
-    assert results["quantum"] == results["local"]
+    assert results["local"]["gathered.txt"] == "12\n"
+    assert results["quantum"] == results["local"] and results["scheduler"] == results["local"]
 
 
 QUANTUM = r'''
