@@ -45,13 +45,13 @@ class Scheduler(SchedulerBase):
         self._order = itertools.count()
         self._fresh: set[Any] = set()  # ready jobs not queued yet, as far as jobs_to_offer knows
         self._ready: AbstractSet[Any] | None = None  # Snakemake's ready jobs, once it offers fewer
-        # Else, before every round, Snakemake stats the inputs of every ready job (we read
-        # those of new jobs only) and lists every pending job (we read none).
+        # Else, before every round, Snakemake resets, validates and sizes every ready job
+        # (we can only choose a few) and lists every pending job (we read none).
         snakemake_compat.skip_what_the_scheduler_does_not_read()
 
     def jobs_to_size(self, selectable_jobs: Iterable[Any]) -> set[Any]:
         """The jobs whose input sizes the next ``select_jobs`` reads: those not queued yet."""
-        return _as_set(selectable_jobs) - self._queued  # a set operation: thousands of ready jobs every round
+        return _as_set(selectable_jobs) - self._queued
 
     def jobs_to_offer(self, ready_jobs: AbstractSet[Any], available_resources: Mapping[str, int | str],
                       added: Iterable[Any] | None = None) -> set[Any]:
