@@ -328,6 +328,7 @@ def find_pipe_inputs_in_one_pass() -> None:
 
     from_lookup._one_pass = True  # type: ignore[attr-defined]
     from_lookup.__wrapped__ = is_pipe_or_service_input  # type: ignore[attr-defined]
+    prepare_with_lookup.__wrapped__ = prepare  # type: ignore[attr-defined]
     Job.prepare = prepare_with_lookup
     Job.is_pipe_or_service_input = from_lookup
 
