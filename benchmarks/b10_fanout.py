@@ -155,8 +155,15 @@ def run(ctx: Context) -> Section:
     for kind, label in (("shell-big", "shell"), ("vqpu-big", "vQPU")):
         rate = big / walls[kind]
         if rate < TARGET_RATE:
-            section.note(f"**Target missed ({label}: {rate:.0f} < {TARGET_RATE:g} jobs/s).** See *Where the time goes* "
-                         "for the share of Snakemake's own per-job work.")
+            text = f"**Target missed ({label}: {rate:.0f} < {TARGET_RATE:g} jobs/s).** See *Where the time goes* for the share of Snakemake's own per-job work."
+            if kind == "vqpu-big":
+                extra = 1000 * (walls["vqpu-big"] - walls["shell-big"]) / big
+                text += (f" The same fan-out of `touch` jobs ran at {big / walls['shell-big']:.0f} jobs/s; each vQPU job took "
+                         f"{extra:.1f} ms more: what the executor does for it in its pool threads (the command parsed, "
+                         "the request sent and awaited, the result file and the metrics record written), whose Python "
+                         "competes with Snakemake's main thread for the interpreter lock. What would fix it: fewer jobs "
+                         "per circuit (several circuits as pubs of one `qrun` payload, as `workflows/sweep` does).")
+            section.note(text)
     if scaling > TARGET_SCALING:
         section.note(f"**Target missed (scaling {scaling:.1f}x > {TARGET_SCALING:g}x).** Some per-job cost still grows "
                      "with the number of jobs: see *Where the time goes*.")
