@@ -162,7 +162,7 @@ def skip_what_the_scheduler_does_not_read() -> None:
         return
 
     def open_jobs(self: Any) -> Any:
-        jobs_to_offer = getattr(getattr(self, "_scheduler", None), "jobs_to_offer", None)
+        jobs_to_offer = _declared(self, "jobs_to_offer", None)
         if jobs_to_offer is None or self.dryrun:
             return opened.fget(self)
         dag = self.workflow.dag
@@ -175,18 +175,18 @@ def skip_what_the_scheduler_does_not_read() -> None:
         return offered
 
     def schedule_reevaluation(self: Any, delay: float) -> None:
-        if not hasattr(getattr(self, "_scheduler", None), "jobs_to_offer"):
+        if _declared(self, "jobs_to_offer", None) is None:
             return reevaluate(self, delay)
         if getattr(self, "_quantum_wakeups", None) is None:
             self._quantum_wakeups = _Wakeups(self._open_jobs.release)
         self._quantum_wakeups.after(delay)
 
     async def update_input_sizes(self: Any, jobs: Any) -> None:
-        jobs_to_size = getattr(getattr(self, "_scheduler", None), "jobs_to_size", None)
+        jobs_to_size = _declared(self, "jobs_to_size", None)
         await sizes(self, jobs if jobs_to_size is None else jobs_to_size(jobs))
 
     def remaining_jobs(self: Any) -> Any:
-        if getattr(getattr(self, "_scheduler", None), "reads_remaining_jobs", True):
+        if _declared(self, "reads_remaining_jobs", True):
             return remaining.fget(self)
         return _Listed(lambda: remaining.fget(self))
 
@@ -195,6 +195,11 @@ def skip_what_the_scheduler_does_not_read() -> None:
     JobScheduler.remaining_jobs = property(remaining_jobs, doc=remaining.__doc__)
     JobScheduler.open_jobs = property(open_jobs, doc=opened.__doc__)
     JobScheduler._schedule_reevalutation = schedule_reevaluation
+
+
+def _declared(job_scheduler: Any, name: str, default: Any) -> Any:
+    """What the job scheduler's plugin declares as ``name`` (greedy and ilp: ``default``)."""
+    return getattr(getattr(job_scheduler, "_scheduler", None), name, default)
 
 
 class _Wakeups:
