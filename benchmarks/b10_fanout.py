@@ -159,10 +159,11 @@ def run(ctx: Context) -> Section:
             if kind == "vqpu-big":
                 extra = 1000 * (walls["vqpu-big"] - walls["shell-big"]) / big
                 text += (f" The same fan-out of `touch` jobs ran at {big / walls['shell-big']:.0f} jobs/s; each vQPU job took "
-                         f"{extra:.1f} ms more: what the executor does for it in its pool threads (the command parsed, "
-                         "the request sent and awaited, the result file and the metrics record written), whose Python "
-                         "competes with Snakemake's main thread for the interpreter lock. What would fix it: fewer jobs "
-                         "per circuit (several circuits as pubs of one `qrun` payload, as `workflows/sweep` does).")
+                         f"{extra:.1f} ms more: its simulation on the vQPU and the sender's work for it (the command parsed, "
+                         "the request sent and awaited, the result file and the metrics record written, in a process "
+                         "of its own), on the same 2 cores as Snakemake's main thread, which spends about as long on "
+                         "each job as for a `touch` job. What would fix it: more cores, or fewer jobs per circuit "
+                         "(several circuits as pubs of one `qrun` payload, as `workflows/sweep` does).")
             section.note(text)
     if scaling > TARGET_SCALING:
         section.note(f"**Target missed (scaling {scaling:.1f}x > {TARGET_SCALING:g}x).** Some per-job cost still grows "

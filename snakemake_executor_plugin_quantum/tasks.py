@@ -1,8 +1,8 @@
 """One quantum task as a job runs it: the qrun command line, its input, the task, the result file.
 
 Shared by the ``qrun`` command (cli/qrun.py, which adds signals and exit codes) and the
-executor's inline path (executor/inline.py, which sends a plain ``qrun`` job's request
-itself): both must read a command line, a payload and a job's timeout the same way.
+executor's inline path (executor/sender.py, which sends a plain ``qrun`` job's request
+without a qrun process): both must read a command line, a payload and a job's timeout the same way.
 Light imports only: this runs once per job.
 """
 

@@ -207,7 +207,7 @@ def quantum_processes() -> list[str]:
         cmdline = " ".join(words)
         if not any(word.startswith(ours) for word in words[:2]):
             continue
-        if "cli.vqpu serve" in cmdline or "vqpu serve" in cmdline or "/qrun " in cmdline or cmdline.startswith("qrun "):
+        if "cli.vqpu serve" in cmdline or "vqpu serve" in cmdline or "executor.sender" in cmdline or "/qrun " in cmdline or cmdline.startswith("qrun "):
             if worker and _worker_of(process) not in (worker, None):
                 continue  # another pytest-xdist worker's test, running beside this one
             found.append(f"{process.pid}: {cmdline}")

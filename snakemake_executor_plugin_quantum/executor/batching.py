@@ -23,6 +23,8 @@ from .. import tasks
 from ..backends.vqpu_client import VQPUClient
 from ..errors import QuantumError, TaskFailedError, TaskTimeoutError
 from ..metrics import record as metrics
+from ..resources.resolve import resolve_resource
+from ..resources.types import VQPU
 
 
 class _Waiting:
@@ -137,3 +139,60 @@ class VQPUBatcher:
         for client in idle:
             with contextlib.suppress(QuantumError):
                 client.close()
+
+
+class InlineRuns:
+    """Inline qrun tasks, sent through one batcher per vQPU, so that tasks waiting together
+    go together and a cancel can stop them all (in the sender process: sender.py)."""
+
+    def __init__(self, max_batch: int = 32) -> None:
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._batchers: dict[tuple[str, str, str], VQPUBatcher] = {}
+
+    def run(self, argv: list[str], environ: Mapping[str, str]) -> bool:
+        """Run qrun ``argv``'s task and write its output; False (nothing done) when it is
+        not for a vQPU or is not a plain run (usage, help). QuantumError: it failed."""
+        invocation = tasks.parse_quietly(argv)
+        if invocation is None:
+            return False
+        resolved = resolve_resource(invocation.resource_name, invocation.args.config, environ)
+        if resolved.type != VQPU:
+            return False
+        payload = tasks.read_payload(invocation)
+        result = self._batcher(resolved).run(payload, invocation.args.timeout, environ)
+        tasks.write_result(result, invocation.output)
+        return True
+
+    def _batcher(self, resolved: Any) -> VQPUBatcher:
+        settings = resolved.settings
+        key = (resolved.name, settings.get("QRMI_VQPU_EVENT_FILE", ""), settings.get("QRMI_JOB_ACQUISITION_TOKEN", ""))
+        with self._lock:
+            batcher = self._batchers.get(key)
+            if batcher is None:
+                batcher = self._batchers[key] = VQPUBatcher(resolved.name, settings, _lanes(resolved), self.max_batch)
+            return batcher
+
+    def stop_all(self) -> None:
+        """Cancel every task an inline qrun is waiting for (Ctrl-C, SIGTERM, failure)."""
+        with self._lock:
+            batchers = list(self._batchers.values())
+        for batcher in batchers:
+            batcher.stop_all()
+
+    def close(self) -> None:
+        with self._lock:
+            batchers, self._batchers = list(self._batchers.values()), {}
+        for batcher in batchers:
+            batcher.close()
+
+
+def _lanes(resolved: Any) -> int:
+    """How many requests to keep in flight: the vQPU's lanes (it says in its metadata)."""
+    client = VQPUClient(resolved.name, resolved.settings)
+    try:
+        return int(client.metadata().get("lanes") or 1)
+    except (QuantumError, TypeError, ValueError):
+        return 1
+    finally:
+        client.close()

@@ -35,7 +35,7 @@ from ..resources.leases import LaneLeases
 from ..resources.requests import JobRequest, RequestReader
 from ..resources.types import AER
 from ..settings import ExecutorSettings
-from . import environ, forks, inline, stopping
+from . import environ, forks, inline, sender, stopping
 from .gpus import GpuSlots, detect_gpus, parse_slots
 from .session import RunSession
 from .sidecars import LocalLauncher, SidecarManager
@@ -123,7 +123,8 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         self._warned_no_gpu = False
         self._closed = False
         self._froze_gc = False
-        self.inline = inline.InlineRuns(self.settings.vqpu_batch)
+        self._sender: sender.Sender | None = None  # started with the first inline qrun job
+        self._sender_lock = threading.Lock()
         snakemake_compat.find_pipe_inputs_in_one_pass()  # the target of a 10,000-job fan-out: 12% of the run
         self.forker = self._fork_job_parent(pending)  # before any thread of ours starts
         environ.install()
@@ -214,6 +215,8 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         if vqpus:
             log.info("vQPUs for this run: %s", ", ".join(vqpus))
             self.sidecars.prestart(list(vqpus.values()))
+            if self.slurm is None and not self.settings.qrun_subprocess:
+                self._the_sender()  # its start-up beside the vQPUs', not on the first job's path
 
     def request(self, job: Any) -> JobRequest:
         """What the job asks for, read from its resources as they are now (QuantumError if wrong)."""
@@ -313,7 +316,7 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
                 stack.enter_context(environ.job_environment(variables))
                 argv = self._inline_qrun(job, request)
                 if argv is not None:
-                    run_func = inline.runner(self.inline, argv, environ.snapshot(), run_func)
+                    run_func = inline.runner(self._the_sender(), argv, environ.snapshot(), run_func)
                 if self._stop.is_set():
                     raise QuantumError("the run was cancelled before this job started")
                 super().cached_or_run(job, run_func, *args)
@@ -354,6 +357,15 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
             "rule": job.rule.name, "jobid": job.jobid, "wildcards": {k: str(v) for k, v in job.wildcards_dict.items()},
             "lease_seconds": round(lease_seconds, 6), "acquire_seconds": round(acquire_seconds, 6),
         })
+
+    def _the_sender(self) -> sender.Sender:
+        """The run's sender process (sender.py), started with the first job that needs it."""
+        with self._sender_lock:
+            if self._closed:
+                raise QuantumError("the run is ending")
+            if self._sender is None:
+                self._sender = sender.Sender(self.settings.vqpu_batch)
+            return self._sender
 
     def _inline_qrun(self, job: Any, request: JobRequest) -> list[str] | None:
         """qrun's arguments when this job may send its vQPU request from here (see inline.py)."""
@@ -471,7 +483,8 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
                 self.slurm.cancel()  # scancel every job of this run
                 super().cancel()
             else:
-                self.inline.stop_all()
+                if self._sender is not None:
+                    self._sender.stop_all()
                 drained = threading.Event()
                 sweeper = threading.Thread(target=stopping.stop_job_processes, args=(drained, self._spared_pids, self._forked_pids), daemon=True)
                 sweeper.start()
@@ -485,7 +498,7 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
             self._close()
 
     def _spared_pids(self) -> set[int]:
-        return self.sidecars.pids() | ({self.forker.pid} if self.forker else set())
+        return self.sidecars.pids() | ({self.forker.pid} if self.forker else set()) | ({self._sender.pid} if self._sender else set())
 
     def _forked_pids(self) -> set[int]:
         return self.forker.job_pids() if self.forker else set()
@@ -508,7 +521,9 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
             self.forker.close()
         if self._froze_gc:
             gc.unfreeze()
-        self.inline.close()
+        with self._sender_lock:
+            if self._sender is not None:
+                self._sender.close()
         self._report_metrics()
         self.session.release_all()
         self.sidecars.stop_all()

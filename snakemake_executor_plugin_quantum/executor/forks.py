@@ -43,10 +43,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..procs import die_with_parent
+from . import messages
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("!I")
 _KEY = struct.Struct("!Q")  # the job's key, before its payload
 _REPORT = struct.Struct("!Qi")  # a child's job key and exit status: one datagram
 
@@ -107,7 +107,7 @@ class JobForker:
             slot = self._waiting[key] = [threading.Event(), None, None]
         try:
             with self._send_lock:
-                _send(self._sock, (key, bytes(payload)))
+                messages.send(self._sock, (key, bytes(payload)))
         except OSError:
             raise ForkedJobError("the job parent process is gone") from None
         slot[0].wait()
@@ -125,7 +125,7 @@ class JobForker:
     def _read(self) -> None:
         """Messages from the job parent (started, exit when it reaped a child) and each
         child's own exit report, whichever comes first."""
-        reader = _Reader(self._sock)
+        reader = messages.Reader(self._sock)
         message: Any = ...
         while message is not None:
             try:
@@ -211,7 +211,7 @@ class _JobParent:
         self.children: dict[int, int | None] = {}  # pid -> job key (None: a spare)
 
     def serve(self) -> None:
-        reader = _Reader(self.sock)
+        reader = messages.Reader(self.sock)
         self._top_up()
         while True:
             ready, _, _ = select.select([self.sock, self.wake], [], [])
@@ -238,7 +238,7 @@ class _JobParent:
             finally:
                 os.close(fd)
         self.children[pid] = key
-        _send(self.sock, ("started", key, pid))
+        messages.send(self.sock, ("started", key, pid))
 
     def _top_up(self) -> None:
         while len(self.spares) < self.wanted:
@@ -264,7 +264,7 @@ class _JobParent:
                 return
             key = self.children.pop(pid, None)
             if key is not None:  # the main process ignores it if the child reported first
-                _send(self.sock, ("exit", key, os.waitstatus_to_exitcode(status)))
+                messages.send(self.sock, ("exit", key, os.waitstatus_to_exitcode(status)))
             else:  # a spare that died waiting (Ctrl-C reaches the whole process group)
                 for spare in [s for s in self.spares if s[0] == pid]:
                     self.spares.remove(spare)
@@ -350,38 +350,3 @@ def _reap(pid: int, timeout: float) -> None:
         os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
-
-
-# ------------------------------------------------------------------ framing
-
-
-def _send(sock: socket.socket, message: Any) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_HEADER.pack(len(data)) + data)
-
-
-class _Reader:
-    """Length-prefixed pickled messages from a socket; ``None`` at end of stream."""
-
-    def __init__(self, sock: socket.socket):
-        self.sock = sock
-        self.buffer = b""
-
-    def next(self, block: bool = True) -> Any:
-        """The next message, None at EOF, or ... (Ellipsis) when none is complete and not blocking."""
-        while True:
-            if len(self.buffer) >= _HEADER.size:
-                (size,) = _HEADER.unpack_from(self.buffer)
-                if len(self.buffer) >= _HEADER.size + size:
-                    data = self.buffer[_HEADER.size:_HEADER.size + size]
-                    self.buffer = self.buffer[_HEADER.size + size:]
-                    return pickle.loads(data)
-            if not block and not select.select([self.sock], [], [], 0)[0]:
-                return ...
-            try:
-                chunk = self.sock.recv(1 << 16)
-            except OSError:
-                return None
-            if not chunk:
-                return None
-            self.buffer += chunk

@@ -1,29 +1,26 @@
-"""Run a job whose whole command is one ``qrun`` call on a vQPU in the executor's thread.
+"""Run a job whose whole command is one ``qrun`` call on a vQPU without a process of its own.
 
 Such a job would otherwise cost a ``bash`` and a Python interpreter that imports our
 modules (~110 ms on a 2-core VM) to send one request to a warm vQPU (~5 ms). Here the
-executor makes the same request itself, with the job's QRMI environment, and writes the
-same output atomically. Only commands that mean exactly that qualify: a plain ``qrun``
-word, no shell syntax, no conda/container/env-modules, shadow, benchmark or log, no
-shell prefix/suffix, and a resource that resolves to a vQPU. Everything else, including
+run's sender process (sender.py) makes the same request, with the job's QRMI
+environment, and writes the same output atomically. Only commands that mean exactly that
+qualify: a plain ``qrun`` word, no shell syntax, no conda/container/env-modules, shadow,
+benchmark or log, no shell prefix/suffix, and a resource that resolves to a vQPU. Everything else, including
 qrun's own usage errors, runs as a normal shell job.
 """
 
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .. import snakemake_compat, tasks
-from ..backends.vqpu_client import VQPUClient
-from ..errors import QuantumError
-from ..redact import mask, secret_values
-from ..resources.resolve import resolve_resource
-from ..resources.types import VQPU
-from .batching import VQPUBatcher
+from .. import snakemake_compat
+from .sender import DONE, FAILED, Sender
+
+log = logging.getLogger(__name__)
 
 # Characters that make bash do more than split words, outside quotes ($, ` and \ anywhere).
 _UNQUOTED_SPECIAL = set("|&;<>()*?[]{}~#!\n")
@@ -63,78 +60,18 @@ def job_qualifies(job: Any) -> bool:
     )
 
 
-class InlineRuns:
-    """The qrun calls running in executor threads, sent through one batcher per vQPU, so
-    that tasks waiting together go together and a cancel can stop them all."""
-
-    def __init__(self, max_batch: int = 32) -> None:
-        self.max_batch = max_batch
-        self._lock = threading.Lock()
-        self._batchers: dict[tuple[str, str, str], VQPUBatcher] = {}
-
-    def try_run(self, argv: list[str], environ: Mapping[str, str]) -> bool:
-        """Run the task and write its output; False (nothing done) when it is not for a vQPU.
-
-        Errors read as qrun's own would (``qrun: error: ...`` on stderr) and fail the job
-        as a failed command does.
-        """
-        try:
-            return self._try_run(argv, environ)
-        except QuantumError as exc:
-            print(f"qrun: error: {mask(str(exc), secret_values(environ))}", file=sys.stderr, flush=True)
-            raise snakemake_compat.spawned_job_error()() from None
-
-    def _try_run(self, argv: list[str], environ: Mapping[str, str]) -> bool:
-        invocation = tasks.parse_quietly(argv)
-        if invocation is None:
-            return False
-        resolved = resolve_resource(invocation.resource_name, invocation.args.config, environ)
-        if resolved.type != VQPU:
-            return False
-        payload = tasks.read_payload(invocation)
-        result = self._batcher(resolved).run(payload, invocation.args.timeout, environ)
-        tasks.write_result(result, invocation.output)
-        return True
-
-    def _batcher(self, resolved: Any) -> VQPUBatcher:
-        settings = resolved.settings
-        key = (resolved.name, settings.get("QRMI_VQPU_EVENT_FILE", ""), settings.get("QRMI_JOB_ACQUISITION_TOKEN", ""))
-        with self._lock:
-            batcher = self._batchers.get(key)
-            if batcher is None:
-                batcher = self._batchers[key] = VQPUBatcher(resolved.name, settings, _lanes(resolved), self.max_batch)
-            return batcher
-
-    def stop_all(self) -> None:
-        """Cancel every task an inline qrun is waiting for (Ctrl-C, SIGTERM, failure)."""
-        with self._lock:
-            batchers = list(self._batchers.values())
-        for batcher in batchers:
-            batcher.stop_all()
-
-    def close(self) -> None:
-        with self._lock:
-            batchers, self._batchers = list(self._batchers.values()), {}
-        for batcher in batchers:
-            batcher.close()
-
-
-def _lanes(resolved: Any) -> int:
-    """How many requests to keep in flight: the vQPU's lanes (it says in its metadata)."""
-    client = VQPUClient(resolved.name, resolved.settings)
-    try:
-        return int(client.metadata().get("lanes") or 1)
-    except (QuantumError, TypeError, ValueError):
-        return 1
-    finally:
-        client.close()
-
-
-def runner(inline: InlineRuns, argv: list[str], environ: Mapping[str, str], fallback: Callable[..., Any]) -> Callable[..., None]:
-    """A ``run_func`` for Snakemake's ``cached_or_run``: inline when it can, else ``fallback``."""
+def runner(sender: Sender, argv: list[str], environ: Mapping[str, str], fallback: Callable[..., Any]) -> Callable[..., None]:
+    """A ``run_func`` for Snakemake's ``cached_or_run``: sent by the sender when it can,
+    else ``fallback`` (qrun as a process). A failed task reads as qrun's own error
+    (``qrun: error: ...`` on stderr) and fails the job as a failed command does."""
 
     def run(*args: Any) -> None:
-        if not inline.try_run(argv, environ):
+        outcome, message = sender.run(argv, environ)
+        if outcome == FAILED:
+            print(f"qrun: error: {message}", file=sys.stderr, flush=True)
+            raise snakemake_compat.spawned_job_error()() from None
+        if outcome != DONE:
+            log.debug("qrun %s runs as a process: %s", " ".join(argv), message)
             fallback(*args)
 
     return run
