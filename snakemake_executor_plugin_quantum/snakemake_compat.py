@@ -357,6 +357,49 @@ def needrun_jobs(workflow: Any) -> list[Any]:
     return list(workflow.dag.needrun_jobs())
 
 
+def keep_resources_read_at_start(workflow: Any, job: Any) -> None:
+    """Let Snakemake keep the resources of ``job`` that the executor read at start, when
+    no job of this run writes any of its inputs.
+
+    Why: the executor reads every pending job's resources when it starts, so that bad
+    configuration fails before anything runs (``Executor._check_run``). Snakemake drops
+    them once, when the job is first handed to the scheduler (``reset_params_and_resources``:
+    they *might still contain TBDs or old values from before files have been regenerated*),
+    and evaluates them again: twice per job, 4% of the main thread in a 3,000-job fan-out.
+    A job that no job of this run writes an input of has nothing regenerated before it
+    runs, so the second evaluation would read the same inputs again.
+    """
+    dag = workflow.dag
+    if not any(dag.needrun(upstream) for upstream in dag.dependencies[job]):
+        job._params_and_resources_resetted = True
+
+
+def quick_signal_handler_lookups() -> None:
+    """``signal.getsignal``/``signal.signal`` with the same answers, without an exception each.
+
+    Why: Snakemake runs each asynchronous step of each job through ``asyncio.Runner.run``
+    (``Workflow.async_run``, several per job), which reads the SIGINT handler and swaps its
+    own in and out again. ``signal`` maps every handler to its enum member by calling
+    ``Handlers(handler)``, which for a Python handler fails through Enum's error path (a
+    ValueError raised and caught): 7% of Snakemake's main thread in a 3,000-job fan-out.
+    The enum's own value map gives the same member, or the value itself when there is none.
+    Not Snakemake's code, but only Snakemake's use of it makes it matter.
+    """
+    import signal
+
+    if getattr(signal._int_to_enum, "quantum_lookup", False):
+        return
+
+    def _int_to_enum(value: Any, enum_klass: Any) -> Any:
+        try:
+            return enum_klass._value2member_map_[value]
+        except (KeyError, TypeError):  # not a member (a Python handler), or unhashable
+            return value
+
+    _int_to_enum.quantum_lookup = True  # type: ignore[attr-defined]
+    signal._int_to_enum = _int_to_enum  # type: ignore[attr-defined]
+
+
 def shell_wraps_commands() -> bool:
     """Does ``shell()`` add a prefix or suffix (``shell.prefix(...)`` in the Snakefile)?
 

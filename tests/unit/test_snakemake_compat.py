@@ -4,10 +4,13 @@ against the installed versions. A failure names the version that broke it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,27 +92,34 @@ def test_common_settings_mode_follows_our_setting():
     assert settings.local_exec is False, broken("CommonSettings.local_exec is no longer derived from non_local_exec")
 
 
-def test_planned_jobs_and_needrun_jobs_list_what_a_dry_run_would_run(tmp_path: Path):
+@contextlib.contextmanager
+def _dag_api(directory: Path, snakefile: str) -> Iterator[Any]:
+    """Snakemake's DAG API for ``snakefile`` in ``directory`` (no run), the cwd restored after."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import DAGSettings, OutputSettings, ResourceSettings
 
-    (tmp_path / "Snakefile").write_text(
+    (directory / "Snakefile").write_text(snakefile)
+    cwd = os.getcwd()
+    try:
+        with SnakemakeApi(OutputSettings(enable_file_logging=False)) as api:
+            workflow_api = api.workflow(ResourceSettings(cores=1), snakefile=directory / "Snakefile", workdir=directory)
+            yield workflow_api.dag(DAGSettings(targets=frozenset()))
+    finally:
+        os.chdir(cwd)
+
+
+def test_planned_jobs_and_needrun_jobs_list_what_a_dry_run_would_run(tmp_path: Path):
+    snakefile = (
         'rule all:\n    input: "b.txt"\n'
         'rule b:\n    input: "a.txt"\n    output: "b.txt"\n    shell: "cp {input} {output}"\n'
         'rule a:\n    output: "a.txt"\n    shell: "touch {output}"\n'
     )
-    cwd = os.getcwd()
-    try:
-        with SnakemakeApi(OutputSettings(enable_file_logging=False)) as api:
-            workflow_api = api.workflow(ResourceSettings(cores=1), snakefile=tmp_path / "Snakefile", workdir=tmp_path)
-            dag_api = workflow_api.dag(DAGSettings(targets=frozenset()))
-            planned = snakemake_compat.planned_jobs(dag_api, forceall=False)
-            names = {job.rule.name: [d.rule.name for d in deps] for job, deps in planned}
-            assert names == {"all": ["b"], "b": ["a"], "a": []}, broken(f"planned jobs came out as {names}")
-            workflow = dag_api.workflow_api._workflow
-            assert {j.rule.name for j in snakemake_compat.needrun_jobs(workflow)} == {"all", "a", "b"}, broken("dag.needrun_jobs() changed")
-    finally:
-        os.chdir(cwd)
+    with _dag_api(tmp_path, snakefile) as dag_api:
+        planned = snakemake_compat.planned_jobs(dag_api, forceall=False)
+        names = {job.rule.name: [d.rule.name for d in deps] for job, deps in planned}
+        assert names == {"all": ["b"], "b": ["a"], "a": []}, broken(f"planned jobs came out as {names}")
+        workflow = dag_api.workflow_api._workflow
+        assert {j.rule.name for j in snakemake_compat.needrun_jobs(workflow)} == {"all", "a", "b"}, broken("dag.needrun_jobs() changed")
 
 
 def test_slurm_plugin_still_offers_what_we_extend():
@@ -313,3 +323,60 @@ def test_wakeups_come_in_time_order_from_one_thread():
     while len(woken) < 5 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(woken) == 5
+
+
+def test_resources_read_at_start_are_kept_only_for_jobs_whose_inputs_no_job_of_the_run_writes(tmp_path: Path):
+    from snakemake.jobs import Job
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    assert "job.reset_params_and_resources()" in inspect.getsource(JobScheduler.schedule), broken(
+        "the job scheduler no longer resets a ready job's resources")
+    assert "_params_and_resources_resetted" in inspect.getsource(Job.reset_params_and_resources), broken(
+        "Job.reset_params_and_resources no longer resets only once")
+    (tmp_path / "in.txt").write_text("x")
+    snakefile = (
+        'rule all:\n    input: "b.txt"\n'
+        'rule b:\n    input: "a.txt"\n    output: "b.txt"\n    resources: n=lambda wc, input: len(input)\n    shell: "cp {input} {output}"\n'
+        'rule a:\n    input: "in.txt"\n    output: "a.txt"\n    resources: n=lambda wc, input: len(input)\n    shell: "cp {input} {output}"\n'
+    )
+    with _dag_api(tmp_path, snakefile) as dag_api:
+        snakemake_compat.planned_jobs(dag_api, forceall=False)  # builds the DAG
+        workflow = dag_api.workflow_api._workflow
+        jobs = {job.rule.name: job for job in snakemake_compat.needrun_jobs(workflow)}
+        for job in jobs.values():
+            assert job.resources is not None  # read, as Executor._check_run does
+            snakemake_compat.keep_resources_read_at_start(workflow, job)
+            job.reset_params_and_resources()  # what the job scheduler does when a job is ready
+        assert jobs["a"]._resources is not None, "a's input is no job's output: its resources stay"
+        assert jobs["b"]._resources is None, "b reads a's output: Snakemake must read its resources again"
+
+
+def test_quick_signal_handler_lookups_answer_as_signal_does():
+    import functools
+    import signal
+
+    assert "_int_to_enum(" in inspect.getsource(signal.getsignal), "signal.getsignal no longer maps handlers with _int_to_enum"
+
+    def reference(value: object, klass: type) -> object:  # the standard library's own
+        try:
+            return klass(value)
+        except ValueError:
+            return value
+
+    def handler(*_: object) -> None:
+        pass
+
+    values = [signal.default_int_handler, signal.SIG_DFL, signal.SIG_IGN, 0, 1, 2, 15, 999, -1, None, handler, functools.partial(handler, 1)]
+    snakemake_compat.quick_signal_handler_lookups()
+    snakemake_compat.quick_signal_handler_lookups()  # once is enough; twice changes nothing
+    assert getattr(signal._int_to_enum, "quantum_lookup", False)
+    for klass in (signal.Handlers, signal.Signals):
+        for value in values:
+            got, expected = signal._int_to_enum(value, klass), reference(value, klass)
+            assert got is expected or (got == expected and type(got) is type(expected)), (value, klass, got, expected)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler or callable(signal.getsignal(signal.SIGINT))
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        assert signal.signal(signal.SIGINT, previous) is handler
