@@ -12,6 +12,7 @@ whenever Snakemake loads the plugin, and ``qplan`` needs only its own part.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import subprocess
 import threading
@@ -372,6 +373,47 @@ def keep_resources_read_at_start(workflow: Any, job: Any) -> None:
     dag = workflow.dag
     if not any(dag.needrun(upstream) for upstream in dag.dependencies[job]):
         job._params_and_resources_resetted = True
+
+
+_UNSET = object()
+
+
+def format_shell_commands_once_per_log() -> None:
+    """While Snakemake logs a job it starts, its shell command is formatted once, not three times.
+
+    Why: ``Job.log_info`` reads ``Job.shellcmd`` three times (twice for the job's info
+    event, once for the shell command event), and each read formats the rule's command
+    with the job's wildcards, input, output and params again, on the main thread: ~5% of
+    it in a 3,000-job fan-out. Within one ``log_info`` call the job does not change, so
+    the first answer (or the error, raised again on the next read) stands for the call.
+    """
+    from snakemake.jobs import Job
+
+    if getattr(Job.log_info, "quantum_once", False):
+        return
+    log_info, shellcmd = Job.log_info, Job.shellcmd
+    local = threading.local()
+
+    def shellcmd_once(self: Any) -> Any:
+        held = getattr(local, "held", None)
+        if held is None or held[0] is not self:
+            return shellcmd.fget(self)
+        if held[1] is _UNSET:
+            held[1] = shellcmd.fget(self)
+        return held[1]
+
+    @functools.wraps(log_info)
+    def log_info_once(self: Any, *args: Any, **kwargs: Any) -> Any:
+        outer = getattr(local, "held", None)  # a group job logs each of its jobs
+        local.held = [self, _UNSET]
+        try:
+            return log_info(self, *args, **kwargs)
+        finally:
+            local.held = outer
+
+    log_info_once.quantum_once = True  # type: ignore[attr-defined]
+    Job.shellcmd = property(shellcmd_once, doc=shellcmd.__doc__)
+    Job.log_info = log_info_once
 
 
 def quick_signal_handler_lookups() -> None:

@@ -127,6 +127,7 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         self._sender_lock = threading.Lock()
         snakemake_compat.find_pipe_inputs_in_one_pass()  # the target of a 10,000-job fan-out: 12% of the run
         snakemake_compat.quick_signal_handler_lookups()  # each step of each job: 7% of the main thread
+        snakemake_compat.format_shell_commands_once_per_log()  # each job started: ~5% of the main thread
         self.forker = self._fork_job_parent(pending)  # before any thread of ours starts
         environ.install()
         self._start_vqpus(pending)

@@ -380,3 +380,35 @@ def test_quick_signal_handler_lookups_answer_as_signal_does():
         assert signal.getsignal(signal.SIGINT) is handler
     finally:
         assert signal.signal(signal.SIGINT, previous) is handler
+
+
+def test_a_job_s_shell_command_is_formatted_once_while_it_is_logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from snakemake.exceptions import RuleException
+    from snakemake.jobs import Job
+
+    log_info = inspect.unwrap(Job.log_info)
+    shellcmd = Job.shellcmd if not getattr(Job.log_info, "quantum_once", False) else None
+    assert inspect.getsource(log_info).count("self.shellcmd") >= 2, broken("Job.log_info no longer reads the shell command more than once")
+    snakefile = (
+        'rule all:\n    input: "a.txt", "b.txt"\n'
+        'rule a:\n    output: "a.txt"\n    params: p="x"\n    shell: "echo {params.p} > {output}"\n'
+        'rule b:\n    output: "b.txt"\n    shell: "echo {nothing} > {output}"\n'
+    )
+    with _dag_api(tmp_path, snakefile) as dag_api:
+        snakemake_compat.planned_jobs(dag_api, forceall=False)
+        jobs = {job.rule.name: job for job in snakemake_compat.needrun_jobs(dag_api.workflow_api._workflow)}
+        formats = []
+        format_wildcards = Job.format_wildcards
+        monkeypatch.setattr(Job, "format_wildcards", lambda self, *a, **k: formats.append(1) or format_wildcards(self, *a, **k))
+        monkeypatch.setattr(Job, "log_info", log_info)
+        if shellcmd is not None:
+            monkeypatch.setattr(Job, "shellcmd", shellcmd)
+        jobs["a"].log_info()
+        assert len(formats) >= 3, "Snakemake's log_info formats the command on each read"
+        snakemake_compat.format_shell_commands_once_per_log()
+        formats.clear()
+        jobs["a"].log_info()
+        assert len(formats) == 1
+        assert jobs["a"].shellcmd == "echo x > a.txt" and len(formats) == 2, "outside log_info, each read formats"
+        with pytest.raises(RuleException):
+            jobs["b"].log_info()
