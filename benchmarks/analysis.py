@@ -87,8 +87,10 @@ def paragraphs(sections: list[Section]) -> list[str]:
         if shares:
             text += (" Inside Snakemake, each job is prepared, printed and finished one by one on the main "
                      "thread, and each step is a separate "
-                     "`asyncio.Runner.run` call (a task and a SIGINT-handler swap each). Upstream changes that "
-                     "would remove most of what a plugin cannot: a job's asynchronous steps in one call, a job's "
-                     "shell command formatted once, and jobs started and finished in batches.")
+                     "`asyncio.Runner.run` call (a task and a SIGINT-handler swap each; this package makes the "
+                     "handler look-ups cheap and formats a job's shell command once for its log, `snakemake_compat`). "
+                     "Upstream changes that would remove most of what a plugin cannot: a job's asynchronous steps in "
+                     "one call, its shell command formatted once for the log and the metadata, its resources read "
+                     "once, and jobs started and finished in batches.")
         out.append(text)
     return out
