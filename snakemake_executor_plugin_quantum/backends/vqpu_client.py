@@ -152,6 +152,11 @@ class VQPUClient(QuantumResource):
         if isinstance(exc, ProtocolError):
             return f"vQPU '{self.resource_id}' at {where} sent a reply the client refuses: {exc}"
         alive = event.process_alive() if event else None
+        waited = 0.0
+        while alive and waited < 1.0:  # a killed process drops its sockets before it is gone
+            time.sleep(0.05)
+            waited += 0.05
+            alive = event.process_alive()  # type: ignore[union-attr]
         if alive is False:
             return f"vQPU '{self.resource_id}' is gone: its process {event.pid} exited ({where} refused the connection)"  # type: ignore[union-attr]
         return f"vQPU '{self.resource_id}' at {where} is not answering: {exc}"
