@@ -218,8 +218,17 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         if vqpus:
             log.info("vQPUs for this run: %s", ", ".join(vqpus))
             self.sidecars.prestart(list(vqpus.values()))
-            if self.slurm is None and not self.settings.qrun_subprocess:
+            if self.slurm is None and not self.settings.qrun_subprocess and self._some_may_run_inline(pending):
                 self._the_sender()  # its start-up beside the vQPUs', not on the first job's path
+
+    @staticmethod
+    def _some_may_run_inline(pending: list[tuple[Any, JobRequest]]) -> bool:
+        """Whether any pending vQPU job may run inline (one look per rule)."""
+        rules: dict[str, bool] = {}
+        for job, request in pending:
+            if request.vqpus and job.rule.name not in rules:
+                rules[job.rule.name] = inline.rule_may_run_inline(job)
+        return any(rules.values())
 
     def request(self, job: Any) -> JobRequest:
         """What the job asks for, read from its resources as they are now (QuantumError if wrong)."""

@@ -60,6 +60,12 @@ def job_qualifies(job: Any) -> bool:
     )
 
 
+def rule_may_run_inline(job: Any) -> bool:
+    """Might the jobs of ``job``'s rule run inline? (Its command, unformatted, starts with qrun.)"""
+    command = job.rule.shellcmd if job.is_shell else None
+    return bool(command) and command.split(maxsplit=1)[:1] == ["qrun"] and job_qualifies(job)
+
+
 def runner(sender: Sender, argv: list[str], environ: Mapping[str, str], fallback: Callable[..., Any]) -> Callable[..., None]:
     """A ``run_func`` for Snakemake's ``cached_or_run``: sent by the sender when it can,
     else ``fallback`` (qrun as a process). A failed task reads as qrun's own error

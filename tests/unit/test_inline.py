@@ -62,3 +62,22 @@ def test_unparseable_arguments_are_left_to_the_qrun_process() -> None:
     parsed = tasks.parse_quietly(["sim", "c.qasm", "out.json", "--shots", "5"])
     assert parsed is not None
     assert (parsed.resource_name, parsed.input_path, parsed.output, parsed.args.shots) == ("sim", "c.qasm", "out.json", 5)
+
+
+def _job(command: str | None, **overrides: object) -> object:
+    from types import SimpleNamespace
+
+    fields = dict(is_shell=command is not None, conda_env=None, container_img=None, env_modules=None, is_shadow=False,
+                  benchmark=None, log=[], is_pipe=False, is_service=False)
+    return SimpleNamespace(rule=SimpleNamespace(shellcmd=command), **{**fields, **overrides})
+
+
+def test_a_run_starts_the_sender_only_for_rules_whose_command_may_be_a_plain_qrun() -> None:
+    from snakemake_executor_plugin_quantum.executor.inline import rule_may_run_inline
+
+    assert rule_may_run_inline(_job("qrun {input} -o {output}"))
+    assert rule_may_run_inline(_job("  qrun\n{input}"))
+    assert not rule_may_run_inline(_job(None))  # run: or script:
+    assert not rule_may_run_inline(_job("qrunner {input}"))
+    assert not rule_may_run_inline(_job("python -m qrun {input}"))
+    assert not rule_may_run_inline(_job("qrun {input} -o {output}", log=["l.txt"]))
