@@ -137,7 +137,7 @@ def run(ctx: Context) -> Section:
         if row.met is False:
             section.note(f"**Target missed ({row.metric.rstrip(':')}: {row.ratio:.2f}x > {TARGET:g}x).** A forked job pays "
                          "for its process (the kernel time above) and builds its payload from a `QuantumCircuit` in "
-                         "Python; a plain `qrun` job is a request the executor sends from a thread, no process at all.")
+                         "Python; a plain `qrun` job is a request the run's sender process makes for it, no process of its own.")
     section.data.update(trivial_ratio=trivial.ratio or 0, estimate_ratio=estimate.ratio or 0, spawned=per_spawned,
                         forked=per_forked)
     return section
