@@ -153,7 +153,7 @@ class VQPUClient(QuantumResource):
             return f"vQPU '{self.resource_id}' at {where} sent a reply the client refuses: {exc}"
         alive = event.process_alive() if event else None
         waited = 0.0
-        while alive and waited < 1.0:  # a killed process drops its sockets before it is gone
+        while alive and getattr(exc, "closed", False) and waited < 1.0:  # a killed process closes its sockets before it is gone
             time.sleep(0.05)
             waited += 0.05
             alive = event.process_alive()  # type: ignore[union-attr]

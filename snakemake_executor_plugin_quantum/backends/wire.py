@@ -22,7 +22,16 @@ CHUNK = 256 * 1024
 
 
 class WireError(OSError):
-    """The connection failed or the peer broke the protocol."""
+    """The connection failed or the peer broke the protocol. ``closed``: the peer refused or
+    closed the connection (a process that is gone, or going), not a timeout."""
+
+    closed = False
+
+    @classmethod
+    def of(cls, exc: OSError) -> WireError:
+        error = cls(str(exc) or type(exc).__name__)
+        error.closed = isinstance(exc, ConnectionError)
+        return error
 
 
 class ProtocolError(WireError):
@@ -96,7 +105,7 @@ class JSONConnection:
         except OSError as exc:
             self.close()
             if not (reused and isinstance(exc, (ConnectionResetError, BrokenPipeError, _Closed))):
-                raise WireError(str(exc) or type(exc).__name__) from None
+                raise WireError.of(exc) from None
         try:  # the server closed an idle keep-alive connection: once more, on a new one
             self._connect(deadline)
             return self._exchange(method, path, body, headers, deadline)
@@ -108,7 +117,7 @@ class JSONConnection:
             raise ProtocolError(str(again)) from None
         except OSError as again:
             self.close()
-            raise WireError(str(again) or type(again).__name__) from None
+            raise WireError.of(again) from None
 
     def _exchange(self, method: str, path: str, body: bytes | None, headers: dict[str, str], deadline: float) -> tuple[int, bytes]:
         assert self._sock is not None

@@ -136,3 +136,33 @@ def test_client_talks_to_the_server_whose_certificate_is_pinned() -> None:
     connection.close()
     peer.close()
     assert peer.received.startswith(b"GET /v1/health HTTP/1.1")
+
+
+def test_a_refused_connection_waits_briefly_for_an_exiting_vqpu_but_a_timeout_does_not(tmp_path) -> None:
+    """A killed vQPU closes its sockets a moment before its process is gone: the client says
+    "is gone" once it is. A timeout says nothing of the process: no wait."""
+    import subprocess
+
+    from snakemake_executor_plugin_quantum.backends.vqpu_client import VQPUClient
+    from snakemake_executor_plugin_quantum.resources.events import VQPUEvent
+
+    def client_of(pid: int) -> VQPUClient:
+        client = VQPUClient("v", {"QRMI_VQPU_EVENT_FILE": str(tmp_path / "v.json")})
+        client._event = VQPUEvent("v", "127.0.0.1", 9, pid, "t", "aer", None, 0.0)
+        return client
+
+    exiting = subprocess.Popen(["sleep", "0.2"])  # gone well within the client's 1 s
+    hung = subprocess.Popen(["sleep", "60"])
+    try:
+        closed = WireError.of(ConnectionResetError("Connection reset by peer"))
+        assert closed.closed
+        assert "is gone: its process" in client_of(exiting.pid)._diagnose(closed)
+        timeout = WireError.of(TimeoutError("timed out"))
+        assert not timeout.closed
+        started = time.monotonic()
+        assert "is not answering: timed out" in client_of(hung.pid)._diagnose(timeout)
+        assert time.monotonic() - started < 0.5
+    finally:
+        hung.kill()
+        hung.wait()
+        exiting.wait()
