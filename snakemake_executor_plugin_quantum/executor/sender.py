@@ -1,12 +1,12 @@
 """The process that sends inline qrun jobs' vQPU requests, beside Snakemake's own.
 
 An inline qrun job (inline.py) starts no process, but its Python work (the command parsed,
-the circuit read, the request sent and awaited, the result and metrics record written:
-~1.3 ms) ran in Snakemake's process. There it competed for the interpreter lock with
+the circuit read, the request sent and awaited, the result and metrics record written)
+ran in Snakemake's process. There it competed for the interpreter lock with
 Snakemake's main thread, which schedules and finishes every job, and each of the main
 thread's small file writes waited for the lock again afterwards: in a fan-out of 3,000
-vQPU jobs on 2 cores, each vQPU job cost ~4.8 ms more than a ``touch`` job (py-spy: the
-main thread held the lock 80% of the run, job threads 17%). This *sender*, one per run,
+vQPU jobs on 2 cores, each vQPU job cost ~4.8 ms more than a ``touch`` job (py-spy
+``--gil``: the main thread held the lock 80% of the run, job threads 17%, ~2.2 ms per job). This *sender*, one per run,
 does that work in an interpreter of its own; the job's thread in Snakemake hands it the
 command, the job's environment and working directory, and waits for the outcome
 without holding the lock.
@@ -32,6 +32,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from ..errors import QuantumError
+from ..procs import die_with_parent
+from ..redact import mask, secret_values
 from . import messages
 
 log = logging.getLogger(__name__)
@@ -141,9 +144,6 @@ def _serve_job_thread(sock: socket.socket, runs: Any) -> None:
 
 
 def _outcome(runs: Any, argv: list[str], environ: dict[str, str], cwd: str) -> tuple[str, str]:
-    from ..errors import QuantumError
-    from ..redact import mask, secret_values
-
     if cwd != os.getcwd():  # relative paths would mean other files: qrun as a process
         return NOT_HERE, f"the job runs in {cwd}"
     try:
@@ -155,8 +155,6 @@ def _outcome(runs: Any, argv: list[str], environ: dict[str, str], cwd: str) -> t
 
 
 def main(argv: list[str]) -> int:
-    from ..procs import die_with_parent
-
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is Snakemake's: it says stop_all
     control = socket.socket(fileno=int(argv[0]))
