@@ -112,7 +112,7 @@ def test_classical_jobs_match_the_local_executor(tmp_path: Path) -> None:
         results[name] = {output: (workdir / output).read_text() for output in OUTPUTS}
         assert (workdir / "benchmarks" / "bench.tsv").exists()
     assert results["quantum"] == results["local"] and results["scheduler"] == results["local"]
-    for name in ("local", "scheduler"):
+    for name in SIDES:
         workdir = write_workflow(tmp_path / f"checkpoint-{name}", CHECKPOINT)
         result = snakemake(workdir, *SIDES[name], "--cores", "2")
         assert result.returncode == 0, result.stderr[-3000:]
