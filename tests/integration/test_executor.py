@@ -359,7 +359,7 @@ def test_signal_stops_running_quantum_tasks_and_releases_resources(tmp_path: Pat
         assert meta["cancelled"] == 2 and meta["running"] == 0, meta
         assert meta["acquired"] == 0, "the run's acquisition token must be released"
         assert not any(p.endswith(".json") for p in os.listdir(workdir) if p.startswith("slow")), "no partial output"
-        assert not [p for p in quantum_processes() if "qrun" in p]
+        assert not [p for p in quantum_processes() if "qrun" in p or "executor.sender" in p], "no qrun, no sender left"
         client.close()
     finally:
         stop_service(service)
