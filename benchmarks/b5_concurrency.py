@@ -5,6 +5,9 @@ keep-alive connection, sending tasks back to back; the total number of tasks per
 is fixed, split evenly between the clients. Every task is a distinct circuit text (so
 no preparation cache helps). Throughput = tasks / (last finish - first start);
 latency = each ``run()`` call's round trip.
+
+Batches: N GHZ-5 tasks, each with its own seed, from one client: ``run`` N times vs one
+``run_many`` request, rounds alternating; every task's counts must be the same both ways.
 """
 
 from __future__ import annotations
@@ -141,4 +144,39 @@ def run(ctx: Context) -> Section:
         text += (" Raising the ceiling means doing less per request in the front end or spreading it over "
                  "processes (e.g. preparing in the lanes).")
         section.note(text)
+    _batches(ctx, section)
     return section
+
+
+def _batches(ctx: Context, section: Section) -> None:
+    """The same N tasks one request each and as one batch request (docs/architecture.md quotes it)."""
+    counts, rounds = ctx.size((20,), (100, 1000)), ctx.size(1, 3)
+    qasm = ghz_qasm(5)
+    with vqpu_service("b5-batch", ctx.workdir / "b5-batch", lanes=2) as service:
+        client = service.client()
+        try:
+            for count in counts:
+                payloads = [sampler_payload(qasm, seed=i) for i in range(count)]
+                client.run_many(payloads[:10])  # warm-up, not measured
+                alone_times: list[float] = []
+                batch_times: list[float] = []
+                for r in range(rounds):
+                    ctx.log(f"  B5 batch: {count} tasks, round {r + 1}")
+                    seen: dict[str, list[Any]] = {}
+                    for side in (("alone", "batch") if r % 2 == 0 else ("batch", "alone")):
+                        started = time.perf_counter()
+                        results = [client.run(p) for p in payloads] if side == "alone" else client.run_many(payloads)
+                        (alone_times if side == "alone" else batch_times).append(time.perf_counter() - started)
+                        seen[side] = [doc["pubs"][0]["registers"]["c"]["counts"] for doc in results]
+                    if seen["alone"] != seen["batch"]:
+                        raise RuntimeError("a batch gave other counts than the same tasks one by one")
+                section.add(Row(f"{count} GHZ-5 tasks: one batch request vs one request each", Stats.of(batch_times),
+                                Stats.of(alone_times), base_name="one request each"))
+        finally:
+            client.close()
+    section.method += (
+        f" *Batches*: {' and '.join(str(c) for c in counts)} GHZ-5 tasks (1024 shots, seed i for task i) from one "
+        "client on a fresh `vqpu serve --lanes 2`: `VQPUClient.run` once per task vs one `run_many` (one "
+        f"`POST /v1/tasks/batch`), {rounds} round(s) alternating which goes first, after a 10-task warm-up; "
+        "each task's counts are checked to be the same both ways."
+    )
