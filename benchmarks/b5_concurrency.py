@@ -166,6 +166,9 @@ def _batches(ctx: Context, section: Section) -> None:
                     for side in (("alone", "batch") if r % 2 == 0 else ("batch", "alone")):
                         started = time.perf_counter()
                         results = [client.run(p) for p in payloads] if side == "alone" else client.run_many(payloads)
+                        failed = [doc for doc in results if isinstance(doc, BaseException)]
+                        if failed:
+                            raise RuntimeError(f"{len(failed)} of {count} batched tasks failed: {failed[0]}")
                         (alone_times if side == "alone" else batch_times).append(time.perf_counter() - started)
                         seen[side] = [doc["pubs"][0]["registers"]["c"]["counts"] for doc in results]
                     if seen["alone"] != seen["batch"]:
