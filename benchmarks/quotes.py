@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,18 +30,10 @@ QUOTE = re.compile(r"(<!-- quote: ([^>]+?) -->)(.*?)(<!-- end quote -->)", re.DO
 MET = {True: "met", False: "missed", None: "not counted"}
 
 
-def _median(values: list[float] | None) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    half = len(ordered) // 2
-    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
-
-
 def _value(values: list[float] | None, unit: str) -> str:
-    mid = _median(values)
-    if mid is None:
+    if not values:
         return "-"
+    mid = statistics.median(values)
     if unit == "s":
         return f"{mid * 1e3:.3g} ms" if mid < 1 else f"{mid:.3g} s"
     return f"{mid:.3g} {unit}"
@@ -134,8 +127,7 @@ def _b11_connections(last_run: dict[str, Any]) -> str:
 def _b11_deadlines(last_run: dict[str, Any]) -> str:
     first, last, fastest, slowest = _data(last_run, "B11", "deadline_first", "deadline_last", "next_fastest", "next_slowest")
     return (f"the client got its `TaskTimeoutError` after {first:.2f}-{last:.2f} s; the next task that needs a worker "
-            f"took {fastest:.2f} s at best and {slowest:.2f} s at worst, when it had to wait for a replacement worker "
-            f"(BENCHMARKS.md, B11, {_run(last_run)})")
+            f"took {fastest:.2f}-{slowest:.2f} s (BENCHMARKS.md, B11, {_run(last_run)})")
 
 
 QUOTES: dict[str, Callable[[dict[str, Any]], str]] = {
