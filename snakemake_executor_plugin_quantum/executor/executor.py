@@ -33,7 +33,7 @@ from ..metrics import record as metrics
 from ..resources.config import find_config, load_config
 from ..resources.leases import LaneLeases
 from ..resources.requests import JobRequest, RequestReader
-from ..resources.types import AER
+from ..resources.types import AER, VQPU
 from ..settings import ExecutorSettings
 from . import environ, forks, inline, sender, stopping
 from .gpus import GpuSlots, detect_gpus, parse_slots
@@ -42,10 +42,11 @@ from .sidecars import LocalLauncher, SidecarManager
 
 log = logging.getLogger(__name__)
 # What run: jobs that use quantum resources import: once in the job parent, not per job
-# (a module's warm_up() is called there too). Aer only for jobs that simulate in-process:
-# every module held makes each fork of the job parent dearer.
+# (a module's warm_up() is called there too). Per resource type only what its jobs use
+# (Aer only for jobs that simulate in-process): every module held makes each fork of the
+# job parent dearer, every module a child imports costs it that import.
 PRELOAD = ("snakemake_executor_plugin_quantum.primitives",)
-PRELOAD_IN_PROCESS = {AER: ("qiskit_aer",)}
+PRELOAD_FOR_TYPE = {AER: ("qiskit_aer",), VQPU: ("snakemake_executor_plugin_quantum.backends.vqpu_client",)}
 PACKAGE_LOGGER = logging.getLogger("snakemake_executor_plugin_quantum")
 
 
@@ -199,7 +200,7 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         spares = min(max(self.cores or 1, 1), 4)
         preload = [*PRELOAD] if python_jobs else []
         for kind in sorted({r.type for request in python_jobs for r in request.resources}):
-            preload += PRELOAD_IN_PROCESS.get(kind, ())
+            preload += PRELOAD_FOR_TYPE.get(kind, ())
         return forks.JobForker(self._run_forked, tuple(preload), spares)
 
     def _start_vqpus(self, pending: list[tuple[Any, JobRequest]]) -> None:

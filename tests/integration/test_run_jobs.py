@@ -153,7 +153,7 @@ rule estimate:
     resources: vqpu=1
     run:
         import json, sys
-        preloaded = "qiskit" in sys.modules
+        preloaded = all(m in sys.modules for m in ("qiskit", "snakemake_executor_plugin_quantum.backends.vqpu_client"))
         from qiskit import QuantumCircuit
         from qiskit.quantum_info import SparsePauliOp
         from snakemake_executor_plugin_quantum.primitives import EstimatorV2
@@ -183,7 +183,7 @@ json.dump({"counts": counts, "preloaded": preloaded, "main": __name__}, open(sna
 '''
 
 
-def test_primitives_in_run_and_script_jobs_use_the_vqpu_and_a_preloaded_qiskit(tmp_path: Path) -> None:
+def test_primitives_in_run_and_script_jobs_use_the_vqpu_and_a_preloaded_qiskit_and_client(tmp_path: Path) -> None:
     workdir = write_workflow(tmp_path, PRIMITIVES, {"sample.py": SAMPLE_SCRIPT})
     run = snakemake(workdir, "--executor", "quantum", "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]
