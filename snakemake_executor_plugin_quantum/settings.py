@@ -102,8 +102,8 @@ class ExecutorSettings(ExecutorSettingsBase):
     )
     slurm_max_status_interval: int = field(
         default=60,
-        metadata=_help("Longest wait between Slurm status checks: the slurm plugin adds 10 s per check while "
-                       "nothing finishes (up to 180 s), which short jobs feel.", type=int, env_var=True),
+        metadata=_help("Longest wait between Slurm status checks: while nothing finishes the wait doubles from "
+                       "--quantum-slurm-status-interval up to this.", type=int, env_var=True),
     )
     slurm_logdir: str | None = field(
         default=None, metadata=_help("Directory for Slurm job logs (default .snakemake/slurm_logs).")

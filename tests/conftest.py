@@ -323,8 +323,8 @@ def node_processes(node: str) -> list[str]:
 
 
 def slurm_env(cluster: dict[str, str], **extra: str) -> dict[str, str]:
-    """A run's environment on the cluster: status checks at most 3 s apart (the slurm plugin
-    backs off by 10 s per check otherwise, which short test jobs would mostly spend waiting)."""
+    """A run's environment on the cluster: status checks at most 3 s apart (the wait doubles
+    while nothing finishes, which short test jobs would otherwise partly spend waiting)."""
     return clean_env(**cluster, SNAKEMAKE_QUANTUM_SLURM_MAX_STATUS_INTERVAL="3", **extra)
 
 

@@ -153,6 +153,27 @@ def test_slurm_executor_class_caps_the_status_interval():
     assert executor.next_seconds_between_status_checks == 7
 
 
+def test_slurm_status_checks_back_off_by_doubling_from_the_interval():
+    from snakemake_executor_plugin_slurm import Executor as SlurmExecutor
+
+    source = inspect.getsource(SlurmExecutor.check_active_jobs)
+    assert "self.next_seconds_between_status_checks + 10" in source and "max_sleep_time = 180" in source, \
+        broken("the slurm plugin no longer backs off by +10 s up to 180 s")
+    cls = snakemake_compat.slurm_executor_class()
+    cls.max_status_interval = 60
+    executor = cls.__new__(cls)
+    waits = []
+    executor.next_seconds_between_status_checks = 1  # a job finished: the plugin's initial interval
+    for _ in range(8):  # nothing finishes: the plugin asks for min(wait + 10, 180) each time
+        executor.next_seconds_between_status_checks = min(executor.next_seconds_between_status_checks + 10, 180)
+        waits.append(executor.next_seconds_between_status_checks)
+    assert waits == [2, 4, 8, 16, 32, 60, 60, 60]
+    executor.next_seconds_between_status_checks = 1  # one finished again: back to the start
+    assert executor.next_seconds_between_status_checks == 1
+    executor.next_seconds_between_status_checks = 40  # a larger initial interval stays as the plugin set it
+    assert executor.next_seconds_between_status_checks == 40
+
+
 def test_slurm_jobs_are_named_after_the_run_so_cancel_reaches_them_by_name(monkeypatch: pytest.MonkeyPatch):
     from snakemake_executor_plugin_slurm import submit_string
     from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
