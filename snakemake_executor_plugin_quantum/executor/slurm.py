@@ -88,7 +88,8 @@ class SlurmRoute:
         self.executor = executor_class(view, logger)
         self.qpu_mode = settings.slurm_qpu_mode
         self.env_dir = Path(workflow.workdir_init) / ".snakemake" / "quantum" / "env"
-        log.info("Slurm mode: status through %s every %s s", status, remote.seconds_between_status_checks)
+        log.info("Slurm mode: status through %s every %s s, doubling while no job finishes (up to %s s)",
+                 status, remote.seconds_between_status_checks, executor_class.max_status_interval)
 
     def run_jobs(self, jobs: list[Any]) -> None:
         """Jobs that need nothing from us: straight to the slurm plugin (same speed as --executor slurm)."""
