@@ -575,8 +575,8 @@ def slurm_executor_class() -> type:
     status checks grows by 10 s per check (up to 180 s): a job that ends just after a
     check is seen 10-20 s late, which on a workflow of short jobs adds up stage by stage.
     Ours doubles the wait instead, from the status interval, up to ``max_status_interval``
-    (any finished job resets it, as in the plugin): a few seconds late at first, about as
-    few ``sacct`` calls on long jobs.
+    (any finished job resets it, as in the plugin): a few seconds late at first, and the
+    cap reached in about as many checks as adding 10 s would take.
     """
     from snakemake_executor_plugin_slurm import Executor as SlurmExecutor
 
