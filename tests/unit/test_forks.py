@@ -78,9 +78,13 @@ def test_spares_wait_forked_ahead_and_close_leaves_no_process(tmp_path) -> None:
     out = _run('''
         forker = JobForker(run_job, spares=3)
         forker.run(payload("describe", "one.json"))
+        job = json.load(open("one.json"))["pid"]  # it reports before it exits: it may still be there
         parent = psutil.Process(forker.pid)
         deadline = time.monotonic() + 10
-        while len(parent.children()) < 3 and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            children = [p.pid for p in parent.children()]
+            if job not in children and len(children) >= 3:
+                break
             time.sleep(0.02)
         spares = [p.pid for p in parent.children()]
         forker.close()
