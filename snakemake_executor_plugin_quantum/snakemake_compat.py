@@ -573,7 +573,7 @@ def slurm_executor_class() -> type:
     that the plugin cannot express per job; it splices ``get_partition_arg``'s text into
     its sbatch call, so that is where ours go. While nothing finishes, its wait between
     status checks grows by 10 s per check (up to 180 s): a job that ends just after a
-    check is seen 10-20 s late, which on a workflow of short jobs adds up stage by stage.
+    check is seen only at the next, 10 s or more later, on every stage of a workflow.
     Ours doubles the wait instead, from the status interval, up to ``max_status_interval``
     (any finished job resets it, as in the plugin): a few seconds late at first, and the
     cap reached in about as many checks as adding 10 s would take.
@@ -597,11 +597,8 @@ def slurm_executor_class() -> type:
         @next_seconds_between_status_checks.setter
         def next_seconds_between_status_checks(self, value: Any) -> None:
             if value is not None:
-                try:
-                    current = base_interval.fget(self)  # the last wait set, else the status interval
-                except AttributeError:  # not initialised (tests)
-                    current = None
-                if current is not None and value > current and value in (current + plugin_back_off, plugin_max_wait):
+                current = base_interval.fget(self)  # the last wait set, else the status interval
+                if value > current and value in (current + plugin_back_off, plugin_max_wait):
                     value = current * 2  # the plugin's back-off (nothing finished): ours
                 value = min(value, self.max_status_interval)
             base_interval.fset(self, value)

@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -145,9 +146,17 @@ def test_normalised_status_queries_strip_who_cancelled(monkeypatch: pytest.Monke
     assert statuses == {"1": "CANCELLED", "2": "COMPLETED"}
 
 
+def _bare_slurm_executor(cls: type, interval: int = 2) -> Any:
+    """The executor as far as the status interval goes: what RemoteExecutor.__init__ sets for it."""
+    executor = cls.__new__(cls)
+    executor.workflow = SimpleNamespace(remote_execution_settings=SimpleNamespace(seconds_between_status_checks=interval))
+    executor._next_seconds_between_status_checks = None
+    return executor
+
+
 def test_slurm_executor_class_caps_the_status_interval():
     cls = snakemake_compat.slurm_executor_class()
-    executor = cls.__new__(cls)
+    executor = _bare_slurm_executor(cls)
     cls.max_status_interval = 7
     executor.next_seconds_between_status_checks = 170
     assert executor.next_seconds_between_status_checks == 7
@@ -161,7 +170,9 @@ def test_slurm_status_checks_back_off_by_doubling_from_the_interval():
         broken("the slurm plugin no longer backs off by +10 s up to 180 s")
     cls = snakemake_compat.slurm_executor_class()
     cls.max_status_interval = 60
-    executor = cls.__new__(cls)
+    executor = _bare_slurm_executor(cls, interval=2)
+    executor.next_seconds_between_status_checks = 12  # the first check, nothing finished: 2 + 10
+    assert executor.next_seconds_between_status_checks == 4
     waits = []
     executor.next_seconds_between_status_checks = 1  # a job finished: the plugin's initial interval
     for _ in range(8):  # nothing finishes: the plugin asks for min(wait + 10, 180) each time
