@@ -31,6 +31,9 @@ __all__ = ["AerEngine", "AerOptions", "Prepared"]
 
 log = logging.getLogger(__name__)
 
+# Up to this many active qubits a circuit is sampled with the statevector method, even a
+# Clifford one that Aer's automatic choice would give the (there slower) stabilizer method.
+SMALL_DENSE_QUBITS = 10
 CLIFFORD = frozenset({"h", "s", "sdg", "x", "y", "z", "cx", "cz", "cy", "swap", "sx", "sxdg", "id", "ecr", "measure", "barrier", "reset"})
 
 
@@ -85,6 +88,7 @@ class AerEngine:
         if options.device == "GPU" and "GPU" not in self.simulator.available_devices():
             raise ConfigError("QRMI_AER_DEVICE=GPU but this qiskit-aer has no GPU support (install qiskit-aer-gpu)")
         self._backend_options = backend_options
+        self._dense: Any = None  # built on first use: see _as_dense
         # Built once per target: pass-manager construction is most of a naive transpile.
         if dedicated:
             _run_aer_in_calling_thread()
@@ -309,20 +313,35 @@ class AerEngine:
                 binds = {param: values[:, j].tolist() for j, param in enumerate(p.parameters)}
             plans.append((index, p, pub.shots or task.shots, tuple(bindings.shape), sets, binds))
         out: list[dict[str, Any] | None] = [None] * len(plans)
-        for shots in sorted({plan[2] for plan in plans}):
-            group = [plan for plan in plans if plan[2] == shots]
+        groups: dict[tuple[int, bool], list[Any]] = {}
+        for plan in plans:
+            groups.setdefault((plan[2], self._as_dense(plan[1])), []).append(plan)
+        for (shots, dense), group in sorted(groups.items()):
             kwargs: dict[str, Any] = {"shots": shots, "seed_simulator": seed + group[0][0]}
             if threads:
                 kwargs["max_parallel_threads"] = threads
             if any(binds for *_, binds in group):
                 kwargs["parameter_binds"] = [binds for *_, binds in group]
             where = f"pub {group[0][0]}" if len(group) == 1 else f"pubs {', '.join(str(plan[0]) for plan in group)}"
-            result = self._run_simulator([plan[1].runnable for plan in group], kwargs, where)
+            simulator = self._dense_simulator() if dense else self.simulator
+            result = self._run_simulator(simulator, [plan[1].runnable for plan in group], kwargs, where)
             experiment = 0
             for index, p, _, shape, sets, _ in group:
                 out[index] = self._pub_counts(result, experiment, p.runnable, shots, shape, sets, f"pub {index}")
                 experiment += sets
         return out  # type: ignore[return-value]
+
+    def _as_dense(self, prepared: Prepared) -> bool:
+        """Sample this circuit with the statevector method, whatever the configured ``automatic`` picks?
+
+        Aer's ``automatic`` runs a Clifford circuit (a GHZ or Bell state, say) with the
+        stabilizer method, whatever its size; up to ~10 qubits a statevector samples the
+        same distribution faster (GHZ-5, 1,024 shots, one thread: 1.16 against 1.73 ms).
+        The choice depends only on the circuit, so a pub's counts for a seed do not depend
+        on the other pubs it is sent with.
+        """
+        return (self.options.method == "automatic" and self.options.device == "CPU" and self._device_backend is None
+                and len(prepared.active) <= SMALL_DENSE_QUBITS)
 
     def _pub_counts(self, result: Any, first: int, circuit: Any, shots: int, shape: tuple[int, ...], sets: int, where: str) -> dict[str, Any]:
         from qiskit.exceptions import QiskitError
@@ -345,11 +364,19 @@ class AerEngine:
             },
         }
 
-    def _run_simulator(self, circuit: Any, kwargs: dict[str, Any], where: str) -> Any:
+    def _dense_simulator(self) -> Any:
+        """The simulator with the statevector method set (as a run option it costs more than it saves)."""
+        if self._dense is None:
+            from qiskit_aer import AerSimulator
+
+            self._dense = AerSimulator(**dict(self._backend_options, method="statevector"))
+        return self._dense
+
+    def _run_simulator(self, simulator: Any, circuit: Any, kwargs: dict[str, Any], where: str) -> Any:
         from qiskit_aer import AerError
 
         try:
-            result = self.simulator.run(circuit, **kwargs).result()
+            result = simulator.run(circuit, **kwargs).result()
         except AerError as exc:
             raise PayloadError(f"{where}: simulator rejected the circuit: {str(exc).splitlines()[0]}") from None
         if not result.success:
