@@ -6,9 +6,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +34,24 @@ class Run:
     stdout: str
     stderr: str
     seconds: float
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Test files in a fresh directory that the run removes, not in pytest's kept
+    ``/tmp/pytest-of-<user>`` (the tests leave the machine as they found it). xdist workers
+    get theirs inside it; ``--basetemp`` still chooses one to keep."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = config.stash[_SCRATCH] = tempfile.mkdtemp(prefix="quantum-tests-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    scratch = config.stash.get(_SCRATCH, None)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+_SCRATCH = pytest.StashKey[str]()
 
 
 @pytest.fixture(scope="session", autouse=True)
