@@ -145,14 +145,20 @@ class AerEngine:
     def is_small(self, task: PrimitiveTask, prepared: list[Prepared]) -> bool:
         """Cheaper to run than to hand to another process: a few ms at most.
 
-        Never a circuit with control flow: a loop may never end, and a task run inline
-        cannot be stopped at its deadline."""
-        if self._device_backend is not None or task.program != "sampler" or len(prepared) > 4:
+        Small circuits with a few parameter sets: a sampler's shots, or an estimator's few
+        Pauli terms (a VQE step's energy), whose exact values Aer computes in one
+        simulation per set. Never a circuit with control flow: a loop may never end, and a
+        task run inline cannot be stopped at its deadline."""
+        if self._device_backend is not None or len(prepared) > 4:
             return False
-        shots = sum((pub.shots or task.shots or 0) for pub in task.pubs)
-        return shots <= 100_000 and all(
-            len(p.active) <= 12 and p.size <= 500 and not p.parameters and not p.control_flow for p in prepared
-        )
+        if not all(len(p.active) <= 12 and p.size <= 500 and not p.control_flow for p in prepared):
+            return False
+        sets = [_parameter_sets(p, pub.parameter_values) for p, pub in zip(prepared, task.pubs, strict=True)]
+        if sum(sets) > 16:
+            return False
+        if task.program == "sampler":
+            return sum((pub.shots or task.shots or 0) * n for pub, n in zip(task.pubs, sets, strict=True)) <= 100_000
+        return sum(_pauli_terms(pub.observables) * n for pub, n in zip(task.pubs, sets, strict=True)) <= 256
 
     def check(self, task: PrimitiveTask, cached_only: bool = False) -> list[Prepared] | None:
         """Fail now, with the pub named, on anything that would fail the run.
@@ -426,6 +432,27 @@ class AerEngine:
         from qiskit_aer.noise import NoiseModel
 
         return {"noise_model": NoiseModel.from_backend(self._device_backend)}
+
+
+def _parameter_sets(prepared: Prepared, values: Any) -> int:
+    """How many parameter sets a pub binds (its values were checked already)."""
+    if not prepared.parameters:
+        return 1
+    import numpy as np
+
+    return max(1, np.asarray(values, dtype=float).size // len(prepared.parameters))
+
+
+def _pauli_terms(observables: Any) -> int:
+    """Terms in observables as a payload writes them (a label, a {label: coeff} map, or
+    nested lists of those); anything else counts as too many to run inline."""
+    if isinstance(observables, str):
+        return 1
+    if isinstance(observables, dict):
+        return len(observables)
+    if isinstance(observables, (list, tuple)):
+        return sum(_pauli_terms(item) for item in observables)
+    return 1 << 30
 
 
 def _check_broadcast(obs_shape: tuple[int, ...], bind_shape: tuple[int, ...], where: str) -> None:

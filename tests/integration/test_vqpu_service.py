@@ -647,11 +647,12 @@ def test_a_rule_name_that_is_not_one_is_refused(vqpu: Service) -> None:
 
 
 def _comparable(outcome: object) -> object:
-    """A result without what differs between two runs of the same task: id and timings."""
+    """A result without what differs between two runs of the same task: id, timings and
+    the lane that happened to be free."""
     if isinstance(outcome, Exception):
         return (type(outcome).__name__, str(outcome))
     assert isinstance(outcome, dict)
-    metadata = {k: v for k, v in outcome["metadata"].items() if k not in ("run_seconds", "queued_seconds")}
+    metadata = {k: v for k, v in outcome["metadata"].items() if k not in ("run_seconds", "queued_seconds", "lane")}
     return {**{k: v for k, v in outcome.items() if k not in ("task_id", "metadata")}, "metadata": metadata}
 
 
@@ -719,6 +720,17 @@ def test_a_tiny_task_runs_inline_on_one_thread(vqpu: Service) -> None:
     c = client(vqpu)
     c.run(SAMPLE)
     assert "started inline" in c.task_logs(c.last_task_id) and ", 1 thread(s)" in c.task_logs(c.last_task_id)
+
+
+def test_a_vqe_steps_estimator_task_runs_inline_and_a_wide_sweep_on_a_lane(vqpu: Service) -> None:
+    ansatz = (CIRCUITS / "ansatz_ry2.qasm").read_text()
+    c = client(vqpu)
+    step = c.run({"program_id": "estimator", "parameters": {"pubs": [[ansatz, {"ZZ": 1.0, "XX": 0.5}, [0.3, 0.1, 0.2, 0.4]]]}})
+    assert "started inline" in c.task_logs(c.last_task_id)
+    sweep = [[0.1 * i, 0.1, 0.2, 0.4] for i in range(40)]  # 40 parameter sets: handed to a worker
+    swept = c.run({"program_id": "estimator", "parameters": {"pubs": [[ansatz, {"ZZ": 1.0, "XX": 0.5}, sweep]]}})
+    assert "started on lane" in c.task_logs(c.last_task_id)
+    assert swept["pubs"][0]["evs"][3] == pytest.approx(step["pubs"][0]["evs"])  # the same set, either way
 
 
 def test_a_dedicated_aer_engine_simulates_in_the_calling_thread_also_after_a_fork() -> None:
