@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import ConfigError, PayloadError, ResourceLimitError
 from ..payloads import circuits as circuit_tools
 from ..payloads import observables as observable_tools
-from ..payloads.model import Limits, PrimitiveTask, SamplerPub
+from ..payloads.model import EstimatorPub, Limits, PrimitiveTask, SamplerPub
 from ..payloads.results import nest
 from .aer_options import AerOptions, dense_qubit_limit, fake_device, human_mb
 from .memory import available_memory_mb
@@ -119,7 +119,8 @@ class AerEngine:
 
     def warm_up(self, parse: bool = True, simulate: bool = True) -> None:
         """Pay first-use costs now, not in a real task: ``parse`` QASM 2 and 3 and a payload
-        (imports the QASM 3 parser and the payload schema), ``simulate`` a tiny circuit.
+        (imports the QASM 3 parser and the payload schema), ``simulate`` a tiny circuit with
+        each program (the estimator's first run imports Aer's primitives: ~10 ms).
 
         A vQPU's lane workers never parse (the front end prepares), so they skip it."""
         if parse:
@@ -127,7 +128,8 @@ class AerEngine:
 
             bell2 = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[2]; creg c[2]; h q[0]; cx q[0],q[1]; measure q -> c;'
             bell3 = 'OPENQASM 3.0; include "stdgates.inc"; qubit[2] q; bit[2] c; h q[0]; cx q[0], q[1]; c = measure q;'
-            task = parse_payload({"program_id": "sampler", "parameters": {"pubs": [[bell2], [bell3]], "shots": 8}})
+            tasks = [parse_payload({"program_id": "sampler", "parameters": {"pubs": [[bell2], [bell3]], "shots": 8}}),
+                     parse_payload({"program_id": "estimator", "parameters": {"pubs": [[bell2, "ZZ"]]}})]
         else:
             from qiskit import QuantumCircuit
 
@@ -135,10 +137,12 @@ class AerEngine:
             bell.h(0)
             bell.cx(0, 1)
             bell.measure([0, 1], [0, 1])
-            task = PrimitiveTask("sampler", (SamplerPub(bell),), shots=8, seed=0)
-        prepared = self.check(task)
-        if simulate:
-            self.run(PrimitiveTask(task.program, task.pubs, shots=8, seed=0), prepared)
+            tasks = [PrimitiveTask("sampler", (SamplerPub(bell),), shots=8, seed=0),
+                     PrimitiveTask("estimator", (EstimatorPub(bell, "ZZ"),), seed=0)]
+        for task in tasks:
+            prepared = self.check(task)
+            if simulate:
+                self.run(PrimitiveTask(task.program, task.pubs, shots=task.shots, seed=0), prepared)
         with self._lock:
             self._cache.clear()
 

@@ -59,3 +59,16 @@ def test_pubs_of_both_sizes_in_one_task_get_the_counts_each_gets_alone() -> None
 
     assert counts([[small], [wide]])[0] == counts([[small]])[0]
     assert sum(counts([[small], [wide]])[1].values()) == 128
+
+
+@pytest.mark.parametrize("parse", [True, False])
+def test_warm_up_pays_the_estimators_first_use_too(parse: bool) -> None:
+    # A VQE's first energy runs inline in a vQPU's front end: Aer's primitives are imported by then.
+    import subprocess
+    import sys
+
+    program = ("import sys\nfrom snakemake_executor_plugin_quantum.engines.aer import AerEngine\n"
+               f"AerEngine(dedicated=True).warm_up(parse={parse})\n"
+               "print('qiskit_aer.primitives.estimator_v2' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "True", result.stderr[-2000:]
