@@ -342,7 +342,7 @@ class AerEngine:
         return out  # type: ignore[return-value]
 
     def _as_dense(self, prepared: Prepared) -> bool:
-        """Sample this circuit with the statevector method, whatever the configured ``automatic`` picks?
+        """Sample this circuit as a statevector rather than by Aer's ``automatic`` choice?
 
         Aer's ``automatic`` runs a Clifford circuit (a GHZ or Bell state, say) with the
         stabilizer method, whatever its size; up to ~10 qubits a statevector samples the
