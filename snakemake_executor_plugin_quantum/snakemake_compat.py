@@ -502,6 +502,30 @@ def mode_aware_common_settings(base: type, decide: Callable[[], bool]) -> type:
     return ModeAwareCommonSettings
 
 
+# ------------------------------------------------------------------ the process
+
+
+def is_snakemake_command() -> bool:
+    """Is this process the ``snakemake`` command, which exits once its one run is over (as
+    opposed to a program that called Snakemake's API and goes on)?
+
+    Why: the executor freezes the garbage collector's view of what exists when the run
+    starts. A program gets it back at the end of the run; the command need not, and
+    should not: at exit Python collects once more over every object not frozen, and frees
+    the cycles of Snakemake's (and qiskit's) modules it finds there, ~0.25 s at the end of
+    every run here. Snakemake does not say how it was started, so this reads
+    ``__main__``: its console script ``snakemake``, or ``python -m snakemake``.
+    """
+    import os
+    import sys
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None:
+        return spec.name in ("snakemake", "snakemake.__main__")
+    return os.path.basename(getattr(main, "__file__", None) or "") == "snakemake"
+
+
 # ------------------------------------------------------------------ qplan
 
 

@@ -133,7 +133,8 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         environ.install()
         self._start_vqpus(pending)
         # What exists now (Snakemake's modules, the workflow, its DAG) lives as long as the
-        # run: every full garbage collection would walk it again. Given back in _close; last,
+        # run: every full garbage collection would walk it again. Given back in _close to a
+        # program that ran Snakemake (the snakemake command keeps it until it exits); last,
         # so a start-up that fails leaves the collector as it was, and not over a freeze of
         # the program's own (gc.unfreeze would undo it too).
         self._froze_gc = gc.get_freeze_count() == 0
@@ -532,8 +533,8 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
         self._closed = True
         if self.forker is not None:
             self.forker.close()
-        if self._froze_gc:
-            gc.unfreeze()
+        if self._froze_gc and not snakemake_compat.is_snakemake_command():
+            gc.unfreeze()  # a program that ran Snakemake gets its collector back (the command exits now)
         with self._sender_lock:
             if self._sender is not None:
                 self._sender.close()

@@ -211,9 +211,12 @@ class SidecarManager:
         pending job needs any more (the caller stops them, off the scheduler's thread)."""
         idle = []
         for car in list(self._cars.values()):
+            # Read without the lock first: a stop holds it until the vQPU has exited, and a
+            # job of another vQPU (or of none, like a final `all` rule) must not wait for that.
+            # Only this job's own forget removes it, and a vQPU is stopped only with no job pending.
+            if job not in car.pending:
+                continue
             with car.lock:
-                if job not in car.pending:
-                    continue
                 car.pending.discard(job)
                 if not car.pending and car.handle is not None and not car.stopped:
                     idle.append(car.resource)
