@@ -733,6 +733,16 @@ def test_a_vqe_steps_estimator_task_runs_inline_and_a_wide_sweep_on_a_lane(vqpu:
     assert swept["pubs"][0]["evs"][3] == pytest.approx(step["pubs"][0]["evs"])  # the same set, either way
 
 
+def test_a_sampler_with_a_few_parameter_sets_runs_inline_and_a_wide_sweep_on_a_lane(vqpu: Service) -> None:
+    rotation = 'OPENQASM 3.0; include "stdgates.inc"; input float[64] theta; qubit[1] q; bit[1] c; ry(theta) q[0]; c = measure q;'
+    c = client(vqpu)
+    few = c.run({"program_id": "sampler", "parameters": {"pubs": [[rotation, [[0.0], [3.14159265]]]], "shots": 50}})
+    assert "started inline" in c.task_logs(c.last_task_id)
+    assert few["pubs"][0]["registers"]["c"]["counts"] == [{"0": 50}, {"1": 50}]
+    c.run({"program_id": "sampler", "parameters": {"pubs": [[rotation, [[0.1 * i] for i in range(40)]]], "shots": 50}})
+    assert "started on lane" in c.task_logs(c.last_task_id)
+
+
 def test_a_dedicated_aer_engine_simulates_in_the_calling_thread_also_after_a_fork() -> None:
     program = """
 import os, threading
