@@ -120,7 +120,8 @@ class AerEngine:
     def warm_up(self, parse: bool = True, simulate: bool = True) -> None:
         """Pay first-use costs now, not in a real task: ``parse`` QASM 2 and 3 and a payload
         (imports the QASM 3 parser and the payload schema), ``simulate`` a tiny circuit with
-        each program (the estimator's first run imports Aer's primitives: ~10 ms).
+        each program (the estimator's first run imports Aer's primitives: a vQPU's first VQE
+        energy took 20.6 ms without this, 3.9 ms with it).
 
         A vQPU's lane workers never parse (the front end prepares), so they skip it."""
         if parse:
