@@ -2,8 +2,9 @@
 
 A service writes ``{name, host, port, pid, token, engine, qubits, started, ...}`` atomically
 (temp file + rename, mode 0600: it holds the token) only once it serves requests, and
-removes it when it stops. Clients wait for the file with exponential back-off, not a
-10 ms busy loop. Light imports only: the per-job client reads these.
+removes it when it stops. Clients poll for the file (``wait_for_event``): often while a
+local vQPU would be starting, then with back-off. Light imports only: the per-job client
+reads these.
 """
 
 from __future__ import annotations
@@ -87,15 +88,20 @@ def clear_event(path: str, pid: int | None = None) -> None:
 
 
 def wait_for_event(
-    path: str, timeout: float, alive: Any = None, first_delay: float = 0.01, max_delay: float = 0.5
+    path: str, timeout: float, alive: Any = None, quick: float = 0.01, quick_for: float = 3.0, max_delay: float = 0.5
 ) -> VQPUEvent:
-    """Block until ``path`` holds an event; back off exponentially.
+    """Block until ``path`` holds an event.
 
-    ``alive`` (optional callable) is polled too, so a service that died while starting
-    fails the wait at once instead of at the timeout.
+    Every ``quick`` seconds for the first ``quick_for`` seconds, the time a local vQPU takes
+    to start: a poll is one failed ``open``, and a back-off from the first poll would
+    find a vQPU that became ready after 0.65 s only at 1.13 s. After that the delay doubles
+    up to ``max_delay``: a vQPU queued as a Slurm job may take minutes, and its event file
+    is on a shared filesystem. ``alive`` (optional callable) is polled too, so a service
+    that died while starting fails the wait at once instead of at the timeout.
     """
-    deadline = time.monotonic() + timeout
-    delay = first_delay
+    start = time.monotonic()
+    deadline = start + timeout
+    delay = quick
     while True:
         event = read_event(path)
         if event is not None:
@@ -104,8 +110,10 @@ def wait_for_event(
             reason = alive()
             if reason:
                 raise ResourceUnavailableError(reason)
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
             raise ResourceUnavailableError(f"no vQPU became ready at {path} within {timeout:g} s")
         time.sleep(min(delay, remaining))
-        delay = min(delay * 2, max_delay)
+        if now - start >= quick_for:
+            delay = min(delay * 2, max_delay)
