@@ -74,12 +74,15 @@ def run(ctx: Context) -> Section:
     section = Section("B9", "run: jobs without a Snakemake per job: trivial and EstimatorV2")
     trivial_n, estimate_n, spawn_n = ctx.size((20, 40, 4), (100, 200, 10))
     rounds = ctx.size(1, 3)
-    sides = {key: _workflow(ctx, key, body) for key, body in
-             {"trivial-run": TRIVIAL["run"], "trivial-shell": TRIVIAL["shell"],
-              "estimate-run": ESTIMATE["run"], "estimate-shell": ESTIMATE["shell"]}.items()}
+    directories = {key: _workflow(ctx, key, body) for key, body in
+                   {"trivial-run": TRIVIAL["run"], "trivial-shell": TRIVIAL["shell"],
+                    "estimate-run": ESTIMATE["run"], "estimate-shell": ESTIMATE["shell"]}.items()}
+    # key -> (workflow, extra arguments); context: the same run: jobs in threads (Snakemake's own option)
+    sides = {key: (directory, ()) for key, directory in directories.items()}
+    sides["estimate-threads"] = (directories["estimate-run"], ("--force-use-threads",))
     ctx.log("  B9 warm-up (N=4 each, not measured)")
-    for directory in sides.values():
-        _run(directory, 4)
+    for directory, extra in sides.values():
+        _run(directory, 4, extra)
     times: dict[str, list[float]] = {key: [] for key in sides}
     cpu: dict[str, list[tuple[float, float]]] = {key: [] for key in sides}  # (user, system) seconds per job
     for r in range(rounds):
@@ -89,17 +92,20 @@ def run(ctx: Context) -> Section:
         for key in order:
             n = trivial_n if key.startswith("trivial") else estimate_n
             ctx.log(f"  B9 {key} N={n} run {r + 1}")
-            measured = _run(sides[key], n)
+            directory, extra = sides[key]
+            measured = _run(directory, n, extra)
             times[key].append(measured.seconds)
             cpu[key].append((measured.user_seconds / n, measured.system_seconds / n))
     ctx.log(f"  B9 context: {spawn_n} run: jobs with --quantum-spawn-run-jobs")
-    spawned = _run(sides["trivial-run"], spawn_n, ("--quantum-spawn-run-jobs",)).seconds
+    spawned = _run(directories["trivial-run"], spawn_n, ("--quantum-spawn-run-jobs",)).seconds
     trivial = section.add(Row(f"{trivial_n} trivial jobs: run: vs shell:", Stats.of(times["trivial-run"]),
                               Stats.of(times["trivial-shell"]), base_name="shell: touch", target=f"<= {TARGET:g}x"))
     trivial.met = trivial.ratio is not None and trivial.ratio <= TARGET
     estimate = section.add(Row(f"{estimate_n} estimations: EstimatorV2 in run: vs qrun shell:", Stats.of(times["estimate-run"]),
                                Stats.of(times["estimate-shell"]), base_name="shell: qrun", target=f"<= {TARGET:g}x"))
     estimate.met = estimate.ratio is not None and estimate.ratio <= TARGET
+    threads = section.add(Row(f"{estimate_n} estimations: run: with --force-use-threads vs qrun shell:",
+                              Stats.of(times["estimate-threads"]), Stats.of(times["estimate-shell"]), base_name="shell: qrun"))
     per_spawned = spawned / spawn_n
     per_forked = Stats.of(times["trivial-run"]).median / trivial_n
     section.add(Row(f"wall time per run: job, {spawn_n} spawned (--quantum-spawn-run-jobs) vs {trivial_n} forked",
@@ -116,7 +122,9 @@ def run(ctx: Context) -> Section:
         f"embedded vQPU vs {estimate_n} `qrun bell.qasm --program estimator --observables ZZ` shell jobs on the "
         "same vQPU (sent by the executor itself); each run starts and stops its vQPU. Context: "
         f"{spawn_n} trivial `run:` jobs with `--quantum-spawn-run-jobs` (Snakemake's own way: a new "
-        "`python -m snakemake` per job)."
+        "`python -m snakemake` per job), and the EstimatorV2 `run:` jobs with Snakemake's `--force-use-threads` "
+        "(each in a thread of the `snakemake` process: no process per job, and no process's isolation), "
+        "in the same rounds."
     )
     section.note(
         f"A spawned `run:` job costs {per_spawned:.2f} s of wall time here; a forked one {per_forked * 1e3:.0f} ms "
@@ -138,6 +146,10 @@ def run(ctx: Context) -> Section:
             section.note(f"**Target missed ({row.metric.rstrip(':')}: {row.ratio:.2f}x > {TARGET:g}x).** A forked job pays "
                          "for its process (the kernel time above) and builds its payload from a `QuantumCircuit` in "
                          "Python; a plain `qrun` job is a request the run's sender process makes for it, no process of its own.")
+    if estimate.met is False and threads.ratio is not None:
+        section.note(f"In threads (`--force-use-threads`, Snakemake's own option) the same `run:` jobs take {threads.ratio:.2f}x "
+                     "the `qrun` shell jobs: the process per job is the difference. They then share the `snakemake` "
+                     "process, its modules and globals, so the default stays a process per job.")
     section.data.update(trivial_ratio=trivial.ratio or 0, estimate_ratio=estimate.ratio or 0, spawned=per_spawned,
                         forked=per_forked)
     return section
