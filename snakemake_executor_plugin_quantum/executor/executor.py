@@ -491,6 +491,7 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
     def cancel(self) -> None:
         """Ctrl-C or SIGTERM: no task starts after this; running ones are stopped now."""
         self._stop.set()  # jobs still waiting (vQPU start, lanes, GPUs) give up at once
+        self.leases.wake()
         try:
             if self.slurm is not None:
                 self._submitter.shutdown(wait=True, cancel_futures=True)

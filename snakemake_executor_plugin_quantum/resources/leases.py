@@ -26,6 +26,16 @@ def default_lease_dir() -> str:
 class LaneLeases:
     def __init__(self, directory: str | None = None):
         self.directory = directory or default_lease_dir()
+        # A lane given back by a job of this process wakes this process's waiters at once;
+        # lanes given back by other runs are found by polling.
+        self._given_back = threading.Condition()
+        self._returns = 0  # lanes given back so far (a waiter sleeps only if none came since its look)
+
+    def wake(self) -> None:
+        """Wake every waiter of this process to look again (a lane came back, or the run stops)."""
+        with self._given_back:
+            self._returns += 1
+            self._given_back.notify_all()
 
     @contextlib.contextmanager
     def hold(
@@ -40,6 +50,7 @@ class LaneLeases:
         delay = 0.02
         try:
             while True:
+                looked = self._returns
                 for lane in range(lanes):
                     if len(held) == count:
                         break
@@ -62,12 +73,13 @@ class LaneLeases:
                     raise ResourceUnavailableError(f"stopped while waiting for a lane of '{name}'")
                 if deadline is not None and time.monotonic() >= deadline:
                     raise ResourceUnavailableError(f"no free lane of '{name}' within {timeout:g} s")
-                if stop is not None:
-                    stop.wait(delay)
-                else:
-                    time.sleep(delay)
+                with self._given_back:
+                    if self._returns == looked and not (stop is not None and stop.is_set()):
+                        self._given_back.wait(delay)
                 delay = min(delay * 2, 1.0)
             yield [lane for lane, _ in held]
         finally:
             for _, lock in held:
                 lock.release()
+            if held:
+                self.wake()
