@@ -150,9 +150,10 @@ class InlineRuns:
         self._lock = threading.Lock()
         self._batchers: dict[tuple[str, str, str], VQPUBatcher] = {}
 
-    def run(self, argv: list[str], environ: Mapping[str, str]) -> bool:
-        """Run qrun ``argv``'s task and write its output; False (nothing done) when it is
-        not for a vQPU or is not a plain run (usage, help). QuantumError: it failed."""
+    def run(self, argv: list[str], environ: Mapping[str, str], stdout: str | None = None) -> bool:
+        """Run qrun ``argv``'s task and write its output (without ``-o``: to the file
+        ``stdout`` names, else to standard output); False (nothing done) when it is not
+        for a vQPU or is not a plain run (usage, help). QuantumError: it failed."""
         invocation = tasks.parse_quietly(argv)
         if invocation is None:
             return False
@@ -161,7 +162,7 @@ class InlineRuns:
             return False
         payload = tasks.read_payload(invocation)
         result = self._batcher(resolved).run(payload, invocation.args.timeout, environ)
-        tasks.write_result(result, invocation.output)
+        tasks.write_result(result, invocation.output or stdout)
         return True
 
     def _batcher(self, resolved: Any) -> VQPUBatcher:

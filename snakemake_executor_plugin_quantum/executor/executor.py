@@ -328,9 +328,9 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
             with contextlib.ExitStack() as stack:
                 variables = self._job_context(job, request, stack)
                 stack.enter_context(environ.job_environment(variables))
-                argv = self._inline_qrun(job, request)
-                if argv is not None:
-                    run_func = inline.runner(self._the_sender(), argv, environ.snapshot(), run_func)
+                call = self._inline_qrun(job, request)
+                if call is not None:
+                    run_func = inline.runner(self._the_sender(), call, environ.snapshot(), run_func)
                 if self._stop.is_set():
                     raise QuantumError("the run was cancelled before this job started")
                 super().cached_or_run(job, run_func, *args)
@@ -381,12 +381,12 @@ class Executor(snakemake_compat.local_executor_class()):  # type: ignore[misc]
                 self._sender = sender.Sender(self.settings.vqpu_batch)
             return self._sender
 
-    def _inline_qrun(self, job: Any, request: JobRequest) -> list[str] | None:
-        """qrun's arguments when this job may send its vQPU request from here (see inline.py)."""
+    def _inline_qrun(self, job: Any, request: JobRequest) -> inline.QrunCall | None:
+        """The qrun call, when this job may send its vQPU request from here (see inline.py)."""
         if self.settings.qrun_subprocess or not request.vqpus or not inline.job_qualifies(job):
             return None
         try:
-            return inline.qrun_argv(job.shellcmd)
+            return inline.qrun_call(job.shellcmd)
         except Exception:  # a command Snakemake cannot format here: let shell() report it
             return None
 

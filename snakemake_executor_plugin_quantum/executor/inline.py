@@ -4,17 +4,25 @@ Such a job would otherwise cost a ``bash`` and a Python interpreter that imports
 modules (~110 ms on a 2-core VM) to send one request to a warm vQPU (~5 ms). Here the
 run's sender process (sender.py) makes the same request, with the job's QRMI
 environment, and writes the same output atomically. Only commands that mean exactly that
-qualify: a plain ``qrun`` word, no shell syntax, no conda/container/env-modules, shadow,
-benchmark or log, no shell prefix/suffix, and a resource that resolves to a vQPU. Everything else, including
+qualify: a plain ``qrun`` word, no shell syntax but output redirections at the end (the
+``2> {log}`` of a rule with a log), no conda/container/env-modules, shadow or benchmark, no
+shell prefix/suffix, and a resource that resolves to a vQPU. Everything else, including
 qrun's own usage errors, runs as a normal shell job.
+
+Redirections are made as bash makes them: each file is created or truncated (``2>>``:
+appended to) before the request is sent, and a file that cannot be opened leaves the job to
+bash, which says why. What qrun would print then goes there: nothing on success with
+``-o``, the result document without it, ``qrun: error: ...`` on failure.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .. import snakemake_compat
@@ -29,9 +37,60 @@ _ALWAYS_SPECIAL = set("$`\\")
 _PROCESS_ONLY_FLAGS = {"-h", "--help", "--debug", "--logs"}
 
 
-def qrun_argv(command: str | None) -> list[str] | None:
-    """qrun's arguments when ``command`` is one plain qrun call, else None."""
-    if not command or _ALWAYS_SPECIAL & set(command):
+# Redirections a plain qrun call may end with: ">", "1>", "2>", "2>>" or "&>" and a plain
+# path (as Snakemake formats {log}), or "2>&1"; each after a space or tab (a newline would
+# end the command).
+_PATH = r"[A-Za-z0-9_./@%+=:,-]+"
+_LAST_REDIRECT = re.compile(rf"[ \t]+(?:(?P<op>2>>|2>|1>|&>|>)[ \t]*(?P<path>{_PATH})|(?P<dup>2>&1))$")
+
+
+@dataclass(frozen=True)
+class QrunCall:
+    """One plain qrun call: its arguments, and the files its stdout and stderr go to."""
+
+    argv: list[str]
+    stdout: str | None = None
+    stderr: str | None = None
+    append_stderr: bool = False  # 2>>
+
+
+def qrun_call(command: str | None) -> QrunCall | None:
+    """The call when ``command`` is one plain qrun call, else None."""
+    if not command:
+        return None
+    head, redirects = _split_redirects(command.rstrip())
+    argv = _plain_words(head)
+    if not argv or argv[0] != "qrun" or _PROCESS_ONLY_FLAGS & set(argv):
+        return None
+    stdout = stderr = None
+    append = False
+    for op, path in redirects:
+        if op in (">", "1>", "&>"):
+            if stdout is not None:
+                return None
+            stdout = path
+        if op in ("2>", "2>>", "&>", "2>&1"):
+            if stderr is not None or (op == "2>&1" and stdout is None):  # 2>&1 onto the terminal: bash's
+                return None
+            stderr, append = (stdout if op == "2>&1" else path), op == "2>>"
+    if stdout is not None and stdout == stderr and append:
+        return None
+    return QrunCall(argv[1:], stdout, stderr, append)
+
+
+def _split_redirects(command: str) -> tuple[str, list[tuple[str, str]]]:
+    """The command before its trailing redirections, and those, in order."""
+    items: list[tuple[str, str]] = []
+    end = len(command)
+    while match := _LAST_REDIRECT.search(command, 0, end):
+        items.insert(0, ("2>&1", "") if match["dup"] else (match["op"], match["path"]))
+        end = match.start()
+    return command[:end], items
+
+
+def _plain_words(command: str) -> list[str] | None:
+    """``command``'s words when bash would do nothing but split it into them."""
+    if _ALWAYS_SPECIAL & set(command):
         return None
     quote = None
     for char in command:
@@ -42,12 +101,9 @@ def qrun_argv(command: str | None) -> list[str] | None:
         elif char in _UNQUOTED_SPECIAL:
             return None
     try:
-        words = shlex.split(command)
+        return shlex.split(command)
     except ValueError:
         return None
-    if not words or words[0] != "qrun" or _PROCESS_ONLY_FLAGS & set(words):
-        return None
-    return words[1:]
 
 
 def job_qualifies(job: Any) -> bool:
@@ -55,7 +111,7 @@ def job_qualifies(job: Any) -> bool:
     return bool(
         job.is_shell
         and not (job.conda_env or job.container_img or job.env_modules)
-        and not (job.is_shadow or job.benchmark or job.log or job.is_pipe or job.is_service)
+        and not (job.is_shadow or job.benchmark or job.is_pipe or job.is_service)
         and not snakemake_compat.shell_wraps_commands()
     )
 
@@ -66,18 +122,38 @@ def rule_may_run_inline(job: Any) -> bool:
     return bool(command) and command.split(maxsplit=1)[:1] == ["qrun"] and job_qualifies(job)
 
 
-def runner(sender: Sender, argv: list[str], environ: Mapping[str, str], fallback: Callable[..., Any]) -> Callable[..., None]:
+def runner(sender: Sender, call: QrunCall, environ: Mapping[str, str], fallback: Callable[..., Any]) -> Callable[..., None]:
     """A ``run_func`` for Snakemake's ``cached_or_run``: sent by the sender when it can,
     else ``fallback`` (qrun as a process). A failed task reads as qrun's own error
-    (``qrun: error: ...`` on stderr) and fails the job as a failed command does."""
+    (``qrun: error: ...`` on stderr, or in its redirection's file) and fails the job as a
+    failed command does."""
 
     def run(*args: Any) -> None:
-        outcome, message = sender.run(argv, environ)
+        try:
+            _open_redirects(call)
+        except OSError as exc:  # bash will say why, as it would have
+            log.debug("qrun %s runs as a process: %s", " ".join(call.argv), exc)
+            return fallback(*args)
+        outcome, message = sender.run(call.argv, environ, call.stdout)
         if outcome == FAILED:
-            print(f"qrun: error: {message}", file=sys.stderr, flush=True)
+            line = f"qrun: error: {message}\n"
+            if call.stderr is None:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            else:
+                with open(call.stderr, "a", encoding="utf-8") as stream:
+                    stream.write(line)
             raise snakemake_compat.spawned_job_error()() from None
         if outcome != DONE:
-            log.debug("qrun %s runs as a process: %s", " ".join(argv), message)
+            log.debug("qrun %s runs as a process: %s", " ".join(call.argv), message)
             fallback(*args)
 
     return run
+
+
+def _open_redirects(call: QrunCall) -> None:
+    """Create or truncate (``2>>``: create) each redirection's file, stdout's first, as bash does."""
+    if call.stdout is not None:
+        open(call.stdout, "wb").close()
+    if call.stderr is not None and call.stderr != call.stdout:
+        open(call.stderr, "ab" if call.append_stderr else "wb").close()

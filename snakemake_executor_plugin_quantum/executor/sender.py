@@ -60,11 +60,12 @@ class Sender:
         self._stopped = False
         self._closed = False
 
-    def run(self, argv: list[str], environ: Mapping[str, str]) -> tuple[str, str]:
-        """(DONE, ""), (FAILED, qrun's one-line error) or (NOT_HERE, why)."""
+    def run(self, argv: list[str], environ: Mapping[str, str], stdout: str | None = None) -> tuple[str, str]:
+        """(DONE, ""), (FAILED, qrun's one-line error) or (NOT_HERE, why). ``stdout``: the
+        file qrun's standard output is redirected to (a result without ``-o`` goes there)."""
         try:
             connection = self._connection()
-            messages.send(connection[0], (argv, dict(environ), os.getcwd()))
+            messages.send(connection[0], (argv, dict(environ), os.getcwd(), stdout))
             reply = connection[1].next()
         except OSError:
             reply = None
@@ -143,11 +144,11 @@ def _serve_job_thread(sock: socket.socket, runs: Any) -> None:
                 return
 
 
-def _outcome(runs: Any, argv: list[str], environ: dict[str, str], cwd: str) -> tuple[str, str]:
+def _outcome(runs: Any, argv: list[str], environ: dict[str, str], cwd: str, stdout: str | None) -> tuple[str, str]:
     if cwd != os.getcwd():  # relative paths would mean other files: qrun as a process
         return NOT_HERE, f"the job runs in {cwd}"
     try:
-        return (DONE, "") if runs.run(argv, environ) else (NOT_HERE, "not a vQPU task")
+        return (DONE, "") if runs.run(argv, environ, stdout) else (NOT_HERE, "not a vQPU task")
     except QuantumError as exc:
         return FAILED, mask(str(exc), secret_values(environ))
     except Exception as exc:  # noqa: BLE001 - one job fails with one line, the sender goes on

@@ -50,14 +50,15 @@ def test_plain_qrun_jobs_run_inline_and_match_qrun_processes(tmp_path: Path) -> 
     workdir, env, marker = _workflow(tmp_path)
     inline = snakemake(workdir, "--executor", "quantum", "--cores", "2", env=env)
     assert inline.returncode == 0, inline.stderr[-3000:]
-    # Only the rule with a redirection needed a shell and a qrun process.
-    assert marker.read_text().splitlines() == ["ghz5.qasm --shots 200 -o logged.json"]
+    # No shell and no qrun process, also for the rule whose log is a redirection.
+    assert not marker.exists()
+    assert (workdir / "logs" / "logged.txt").read_text() == ""
     inline_counts = [_counts(workdir / "out" / f"{i}.json") for i in range(6)]
 
-    marker.unlink()
     processes = snakemake(workdir, "--executor", "quantum", "--cores", "2", "--forceall", "--quantum-qrun-subprocess", env=env)
     assert processes.returncode == 0, processes.stderr[-3000:]
     assert len(marker.read_text().splitlines()) == 7, "--quantum-qrun-subprocess runs every qrun as a process"
+    assert (workdir / "logs" / "logged.txt").read_text() == "", "qrun prints nothing on success"
     process_counts = [_counts(workdir / "out" / f"{i}.json") for i in range(6)]
 
     for counts in inline_counts + process_counts:
@@ -77,12 +78,29 @@ rule bad:
     resources: vqpu=1
     shell: "qrun broken.qasm --shots 10 -o {output}"
 '''
+BROKEN_LOGGED = r'''
+rule all:
+    input: "bad.json", "bad-stdout.json"
+
+rule bad:
+    output: "bad.json"
+    log: "logs/bad.txt"
+    resources: vqpu=1
+    shell: "qrun broken.qasm --shots 10 -o {output} 2> {log}"
+
+rule bad_stdout:
+    output: "bad-stdout.json"
+    log: "logs/bad-stdout.txt"
+    resources: vqpu=1
+    shell: "qrun broken.qasm --shots 10 > {output} 2>> {log}"
+'''
+BROKEN_QASM = 'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[1] q;\nfrobnicate q[0];\n'
 
 
 def test_an_inline_qrun_error_reads_as_qrun_and_leaves_nothing(tmp_path: Path) -> None:
     workdir, env, marker = _workflow(tmp_path)
     (workdir / "Snakefile").write_text(BROKEN)
-    (workdir / "broken.qasm").write_text('OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[1] q;\nfrobnicate q[0];\n')
+    (workdir / "broken.qasm").write_text(BROKEN_QASM)
     before = set(quantum_processes())
     result = snakemake(workdir, "--executor", "quantum", "--cores", "1", env=env)
     assert result.returncode != 0
@@ -92,6 +110,25 @@ def test_an_inline_qrun_error_reads_as_qrun_and_leaves_nothing(tmp_path: Path) -
     assert not (workdir / "bad.json").exists()
     assert set(quantum_processes()) <= before
     assert not list((workdir / ".snakemake" / "quantum" / "vqpu").glob("*.json"))
+
+
+def test_an_inline_qrun_error_goes_to_the_log_it_is_redirected_to_as_from_a_qrun_process(tmp_path: Path) -> None:
+    workdir, env, marker = _workflow(tmp_path)
+    (workdir / "Snakefile").write_text(BROKEN_LOGGED)
+    (workdir / "broken.qasm").write_text(BROKEN_QASM)
+    logs = {}
+    for mode in ((), ("--quantum-qrun-subprocess",)):
+        result = snakemake(workdir, "--executor", "quantum", "--cores", "2", "--keep-going", *mode, env=env)
+        assert result.returncode != 0
+        assert "qrun: error:" not in result.stderr, "the error is in the logs, not on the terminal"
+        assert "Traceback" not in result.stderr
+        assert not (workdir / "bad.json").exists() and not (workdir / "bad-stdout.json").exists()
+        logs[mode] = {name: (workdir / "logs" / name).read_text() for name in ("bad.txt", "bad-stdout.txt")}
+        assert marker.exists() == bool(mode), "inline first, qrun processes second"
+    inline, processes = logs.values()
+    assert inline == processes
+    assert inline["bad.txt"].startswith("qrun: error: pub 0: invalid OpenQASM 3: ")
+    assert inline["bad-stdout.txt"] == inline["bad.txt"]  # Snakemake removed the old log: 2>> appends to nothing
 
 
 BATCHED = r'''

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from snakemake_executor_plugin_quantum import tasks
-from snakemake_executor_plugin_quantum.executor.inline import qrun_argv
+from snakemake_executor_plugin_quantum.executor.inline import QrunCall, qrun_call
 
 
 @pytest.mark.parametrize(
@@ -19,7 +19,24 @@ from snakemake_executor_plugin_quantum.executor.inline import qrun_argv
     ],
 )
 def test_plain_qrun_calls_qualify(command: str, argv: list[str]) -> None:
-    assert qrun_argv(command) == argv
+    assert qrun_call(command) == QrunCall(argv)
+
+
+@pytest.mark.parametrize(
+    ("command", "call"),
+    [
+        ("qrun c.qasm -o o.json 2> logs/c.log", QrunCall(["c.qasm", "-o", "o.json"], stderr="logs/c.log")),
+        ("qrun c.qasm -o o.json 2>logs/c.log", QrunCall(["c.qasm", "-o", "o.json"], stderr="logs/c.log")),
+        ("qrun c.qasm -o o.json 2>> logs/c.log", QrunCall(["c.qasm", "-o", "o.json"], stderr="logs/c.log", append_stderr=True)),
+        ("qrun c.qasm > o.json", QrunCall(["c.qasm"], stdout="o.json")),
+        ("qrun c.qasm 1> o.json 2> e.log", QrunCall(["c.qasm"], stdout="o.json", stderr="e.log")),
+        ("qrun c.qasm -o o.json > c.log 2>&1", QrunCall(["c.qasm", "-o", "o.json"], stdout="c.log", stderr="c.log")),
+        ("qrun c.qasm -o o.json &> c.log", QrunCall(["c.qasm", "-o", "o.json"], stdout="c.log", stderr="c.log")),
+        ("qrun c.qasm 2 > o.json", QrunCall(["c.qasm", "2"], stdout="o.json")),  # an argument "2", as bash reads it
+    ],
+)
+def test_a_qrun_call_may_end_with_redirections_of_its_output(command: str, call: QrunCall) -> None:
+    assert qrun_call(command) == call
 
 
 @pytest.mark.parametrize(
@@ -27,8 +44,20 @@ def test_plain_qrun_calls_qualify(command: str, argv: list[str]) -> None:
     [
         None,
         "",
-        "qrun c.qasm > out.json",
-        "qrun c.qasm -o o.json 2> log.txt",
+        "qrun c.qasm >> out.json",
+        "qrun c.qasm -o o.json 2>&1 > log.txt",
+        "qrun c.qasm -o o.json 2>&1",
+        "qrun c.qasm -o o.json 2> a.log 2> b.log",
+        "qrun c.qasm > a.json > b.json",
+        "qrun c.qasm -o o.json 2> $LOG",
+        "qrun c.qasm -o o.json 2> 'my log.txt'",
+        "qrun c.qasm -o o.json 2> ~/log.txt",
+        "qrun c.qasm -o o.json >| log.txt",
+        "qrun c.qasm -o o.json 3> log.txt",
+        "qrun c.qasm -o o.json\n2> log.txt",
+        "qrun c.qasm -o o.json 2> log.txt && touch done",
+        "qrun c.qasm -o o.json.2> log.txt",
+        "qrun c.qasm < in.json",
         "qrun c.qasm -o o.json && touch done",
         "qrun c.qasm -o o.json; echo hi",
         "qrun c.qasm | tee o.json",
@@ -52,7 +81,7 @@ def test_plain_qrun_calls_qualify(command: str, argv: list[str]) -> None:
     ],
 )
 def test_anything_else_runs_in_a_shell(command: str | None) -> None:
-    assert qrun_argv(command) is None
+    assert qrun_call(command) is None
 
 
 def test_unparseable_arguments_are_left_to_the_qrun_process() -> None:
@@ -80,4 +109,5 @@ def test_a_run_starts_the_sender_only_for_rules_whose_command_may_be_a_plain_qru
     assert not rule_may_run_inline(_job(None))  # run: or script:
     assert not rule_may_run_inline(_job("qrunner {input}"))
     assert not rule_may_run_inline(_job("python -m qrun {input}"))
-    assert not rule_may_run_inline(_job("qrun {input} -o {output}", log=["l.txt"]))
+    assert rule_may_run_inline(_job("qrun {input} -o {output} 2> {log}", log=["l.txt"]))  # its log: a redirection
+    assert not rule_may_run_inline(_job("qrun {input} -o {output}", benchmark="b.tsv"))

@@ -96,8 +96,10 @@ def test_the_sender_ignores_ctrl_c_and_dies_with_snakemake(tmp_path: Path) -> No
 class _Sender:
     def __init__(self, reply: tuple[str, str]):
         self.reply = reply
+        self.stdout: list[str | None] = []
 
-    def run(self, argv, environ):
+    def run(self, argv, environ, stdout=None):
+        self.stdout.append(stdout)
         return self.reply
 
 
@@ -105,11 +107,38 @@ def test_the_runner_falls_back_to_qrun_or_fails_the_job_with_qrun_s_error(capsys
     from snakemake_executor_plugin_quantum import snakemake_compat
 
     fell_back = []
-    inline.runner(_Sender((sender.NOT_HERE, "not a vQPU task")), ["c.qasm"], {}, lambda *a: fell_back.append(a))("x")
+    call = inline.QrunCall(["c.qasm"])
+    inline.runner(_Sender((sender.NOT_HERE, "not a vQPU task")), call, {}, lambda *a: fell_back.append(a))("x")
     assert fell_back == [("x",)]
-    inline.runner(_Sender((sender.DONE, "")), ["c.qasm"], {}, lambda *a: fell_back.append(a))("y")
+    inline.runner(_Sender((sender.DONE, "")), call, {}, lambda *a: fell_back.append(a))("y")
     assert fell_back == [("x",)]
     with pytest.raises(snakemake_compat.spawned_job_error()):
-        inline.runner(_Sender((sender.FAILED, "pub 0: bad")), ["c.qasm"], {}, lambda *a: fell_back.append(a))("z")
+        inline.runner(_Sender((sender.FAILED, "pub 0: bad")), call, {}, lambda *a: fell_back.append(a))("z")
     assert capsys.readouterr().err == "qrun: error: pub 0: bad\n"
     assert fell_back == [("x",)]
+
+
+def test_the_runner_redirects_as_bash_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from snakemake_executor_plugin_quantum import snakemake_compat
+
+    monkeypatch.chdir(tmp_path)
+    Path("old.log").write_text("an earlier run\n")
+    Path("kept.log").write_text("kept\n")
+    # Success with -o: the log is created, or emptied, before the request, and stays empty.
+    inline.runner(_Sender((sender.DONE, "")), inline.QrunCall(["c.qasm", "-o", "o.json"], stderr="old.log"), {}, None)()
+    assert Path("old.log").read_text() == ""
+    # Without -o the result goes to the stdout file: the sender is told which.
+    fake = _Sender((sender.DONE, ""))
+    inline.runner(fake, inline.QrunCall(["c.qasm"], stdout="o.json"), {}, None)()
+    assert fake.stdout == ["o.json"] and Path("o.json").exists()
+    # A failure: qrun's line in the log (2>> appends), nothing on the terminal.
+    with pytest.raises(snakemake_compat.spawned_job_error()):
+        inline.runner(_Sender((sender.FAILED, "pub 0: bad")), inline.QrunCall(["c.qasm"], stderr="kept.log", append_stderr=True), {}, None)()
+    assert Path("kept.log").read_text() == "kept\nqrun: error: pub 0: bad\n"
+    assert capsys.readouterr().err == ""
+    # A file bash could not open: bash runs it and says why.
+    fell_back = []
+    unsent = _Sender((sender.DONE, ""))
+    inline.runner(unsent, inline.QrunCall(["c.qasm"], stderr="no/such/dir/x.log"), {}, lambda *a: fell_back.append(a))("w")
+    assert fell_back == [("w",)] and unsent.stdout == []
