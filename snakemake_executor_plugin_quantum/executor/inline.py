@@ -58,7 +58,7 @@ def qrun_call(command: str | None) -> QrunCall | None:
     """The call when ``command`` is one plain qrun call, else None."""
     if not command:
         return None
-    head, redirects = _split_redirects(command.rstrip())
+    head, redirects = _split_redirects(command.strip())  # a triple-quoted shell: block's newlines
     argv = _plain_words(head)
     if not argv or argv[0] != "qrun" or _PROCESS_ONLY_FLAGS & set(argv):
         return None

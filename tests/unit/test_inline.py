@@ -16,6 +16,7 @@ from snakemake_executor_plugin_quantum.executor.inline import QrunCall, qrun_cal
         ("qrun c.qasm --parameters '[0.3, 1.2]' -o 'with space.json'", ["c.qasm", "--parameters", "[0.3, 1.2]", "-o", "with space.json"]),
         ('qrun c.qasm --observables "ZZ,XX" -o o.json --program estimator', ["c.qasm", "--observables", "ZZ,XX", "-o", "o.json", "--program", "estimator"]),
         ("qrun 'a;b.qasm'", ["a;b.qasm"]),
+        ("\n        qrun c.qasm -o out.json\n        ", ["c.qasm", "-o", "out.json"]),  # a triple-quoted shell: block
     ],
 )
 def test_plain_qrun_calls_qualify(command: str, argv: list[str]) -> None:
