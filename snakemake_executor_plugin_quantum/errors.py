@@ -6,6 +6,9 @@ The CLIs print ``str(error)`` and exit with ``error.exit_code``; tracebacks are 
 
 from __future__ import annotations
 
+# Set to 1 in the environment, our commands show tracebacks and debug logs (as --debug does).
+DEBUG_VARIABLE = "SNAKEMAKE_QUANTUM_DEBUG"
+
 
 class QuantumError(Exception):
     """Base of every error this package raises on purpose."""

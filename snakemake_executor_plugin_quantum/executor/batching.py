@@ -162,7 +162,11 @@ class InlineRuns:
             return False
         payload = tasks.read_payload(invocation)
         result = self._batcher(resolved).run(payload, invocation.args.timeout, environ)
-        tasks.write_result(result, invocation.output or stdout)
+        if invocation.output or stdout is None:
+            tasks.write_result(result, invocation.output)
+        else:  # what qrun prints, into the file bash opened for it (a symlink, /dev/null: as bash)
+            with open(stdout, "w", encoding="utf-8") as stream:
+                stream.write(tasks.render(result))
         return True
 
     def _batcher(self, resolved: Any) -> VQPUBatcher:

@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import snakemake_compat
+from ..errors import DEBUG_VARIABLE
 from .sender import DONE, FAILED, Sender
 
 log = logging.getLogger(__name__)
 
 # Characters that make bash do more than split words, outside quotes ($, ` and \ anywhere).
 _UNQUOTED_SPECIAL = set("|&;<>()*?[]{}~#!\n")
-_ALWAYS_SPECIAL = set("$`\\")
+_ALWAYS_SPECIAL = set("$`\\\r")  # \r: shlex splits words there, bash does not
 # Flags whose output must look exactly as a qrun process prints it.
 _PROCESS_ONLY_FLAGS = {"-h", "--help", "--debug", "--logs"}
 
@@ -44,6 +45,11 @@ _PATH = r"[A-Za-z0-9_./@%+=:,-]+"
 _LAST_REDIRECT = re.compile(rf"[ \t]+(?:(?P<op>2>>|2>|1>|&>|>)[ \t]*(?P<path>{_PATH})|(?P<dup>2>&1))$")
 
 
+# operator -> (redirects stdout, redirects stderr, appends)
+_OPERATORS = {">": (True, False, False), "1>": (True, False, False), "2>": (False, True, False),
+              "2>>": (False, True, True), "&>": (True, True, False)}
+
+
 @dataclass(frozen=True)
 class QrunCall:
     """One plain qrun call: its arguments, and the files its stdout and stderr go to."""
@@ -52,30 +58,37 @@ class QrunCall:
     stdout: str | None = None
     stderr: str | None = None
     append_stderr: bool = False  # 2>>
+    opens: tuple[tuple[str, bool], ...] = ()  # (path, append) in the order bash opens them
 
 
 def qrun_call(command: str | None) -> QrunCall | None:
     """The call when ``command`` is one plain qrun call, else None."""
     if not command:
         return None
-    head, redirects = _split_redirects(command.strip())  # a triple-quoted shell: block's newlines
+    # The newlines of a triple-quoted shell: block are empty commands to bash; other
+    # characters str.strip() would remove are not whitespace to bash.
+    head, redirects = _split_redirects(command.strip(" \t\n"))
     argv = _plain_words(head)
     if not argv or argv[0] != "qrun" or _PROCESS_ONLY_FLAGS & set(argv):
         return None
     stdout = stderr = None
     append = False
+    opens: list[tuple[str, bool]] = []
     for op, path in redirects:
-        if op in (">", "1>", "&>"):
-            if stdout is not None:
+        if op == "2>&1":
+            if stdout is None or stderr is not None:  # onto the terminal, or stderr sent twice: bash's
                 return None
+            stderr = stdout
+            continue
+        to_stdout, to_stderr, appends = _OPERATORS[op]
+        if (to_stdout and stdout is not None) or (to_stderr and stderr is not None):
+            return None  # one redirection per stream
+        if to_stdout:
             stdout = path
-        if op in ("2>", "2>>", "&>", "2>&1"):
-            if stderr is not None or (op == "2>&1" and stdout is None):  # 2>&1 onto the terminal: bash's
-                return None
-            stderr, append = (stdout if op == "2>&1" else path), op == "2>>"
-    if stdout is not None and stdout == stderr and append:
-        return None
-    return QrunCall(argv[1:], stdout, stderr, append)
+        if to_stderr:
+            stderr, append = path, appends
+        opens.append((path, appends))
+    return QrunCall(argv[1:], stdout, stderr, append, tuple(opens))
 
 
 def _split_redirects(command: str) -> tuple[str, list[tuple[str, str]]]:
@@ -129,20 +142,17 @@ def runner(sender: Sender, call: QrunCall, environ: Mapping[str, str], fallback:
     failed command does."""
 
     def run(*args: Any) -> None:
+        if environ.get(DEBUG_VARIABLE) == "1":  # qrun's debug output (tracebacks) is a process's
+            return fallback(*args)
         try:
-            _open_redirects(call)
-        except OSError as exc:  # bash will say why, as it would have
+            for path, append in call.opens:
+                open(path, "ab" if append else "wb").close()
+        except OSError as exc:  # bash makes them again, in the same order, and says why
             log.debug("qrun %s runs as a process: %s", " ".join(call.argv), exc)
             return fallback(*args)
         outcome, message = sender.run(call.argv, environ, call.stdout)
         if outcome == FAILED:
-            line = f"qrun: error: {message}\n"
-            if call.stderr is None:
-                sys.stderr.write(line)
-                sys.stderr.flush()
-            else:
-                with open(call.stderr, "a", encoding="utf-8") as stream:
-                    stream.write(line)
+            _say(f"qrun: error: {message}\n", call.stderr)
             raise snakemake_compat.spawned_job_error()() from None
         if outcome != DONE:
             log.debug("qrun %s runs as a process: %s", " ".join(call.argv), message)
@@ -151,9 +161,14 @@ def runner(sender: Sender, call: QrunCall, environ: Mapping[str, str], fallback:
     return run
 
 
-def _open_redirects(call: QrunCall) -> None:
-    """Create or truncate (``2>>``: create) each redirection's file, stdout's first, as bash does."""
-    if call.stdout is not None:
-        open(call.stdout, "wb").close()
-    if call.stderr is not None and call.stderr != call.stdout:
-        open(call.stderr, "ab" if call.append_stderr else "wb").close()
+def _say(line: str, path: str | None) -> None:
+    """qrun's line on stderr, or appended to the file stderr is redirected to."""
+    if path is not None:
+        try:
+            with open(path, "a", encoding="utf-8") as stream:
+                stream.write(line)
+            return
+        except OSError as exc:  # gone since it was opened: not lost, at least
+            log.warning("could not write to %s: %s", path, exc)
+    sys.stderr.write(line)
+    sys.stderr.flush()

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 SWEEP = r'''
 rule all:
-    input: expand("out/{i}.json", i=range(6)), "logged.json"
+    input: expand("out/{i}.json", i=range(6)), "logged.json", "printed.json"
 
 rule sample:
     output: "out/{i}.json"
@@ -25,6 +25,11 @@ rule logged:
     log: "logs/logged.txt"
     resources: vqpu=1
     shell: "qrun ghz5.qasm --shots 200 -o {output} 2> {log}"
+
+rule printed:
+    output: "printed.json"
+    resources: vqpu=1
+    shell: "qrun ghz5.qasm --shots 200 > {output}"
 '''
 
 # A `qrun` first on PATH that notes each process start, then runs the real one.
@@ -54,10 +59,11 @@ def test_plain_qrun_jobs_run_inline_and_match_qrun_processes(tmp_path: Path) -> 
     assert not marker.exists()
     assert (workdir / "logs" / "logged.txt").read_text() == ""
     inline_counts = [_counts(workdir / "out" / f"{i}.json") for i in range(6)]
+    inline_printed = (workdir / "printed.json").read_text()
 
     processes = snakemake(workdir, "--executor", "quantum", "--cores", "2", "--forceall", "--quantum-qrun-subprocess", env=env)
     assert processes.returncode == 0, processes.stderr[-3000:]
-    assert len(marker.read_text().splitlines()) == 7, "--quantum-qrun-subprocess runs every qrun as a process"
+    assert len(marker.read_text().splitlines()) == 8, "--quantum-qrun-subprocess runs every qrun as a process"
     assert (workdir / "logs" / "logged.txt").read_text() == "", "qrun prints nothing on success"
     process_counts = [_counts(workdir / "out" / f"{i}.json") for i in range(6)]
 
@@ -66,6 +72,12 @@ def test_plain_qrun_jobs_run_inline_and_match_qrun_processes(tmp_path: Path) -> 
     # One file, both ways: the same keys in the same document shape.
     inline_doc = json.loads((workdir / "logged.json").read_text())
     assert set(json.loads((workdir / "out" / "0.json").read_text())) == set(inline_doc)
+    # Printed to a file (no -o): the same document, laid out as qrun prints it.
+    printed = (workdir / "printed.json").read_text()
+    assert inline_printed.endswith("}\n") and printed.endswith("}\n")
+    assert set(json.loads(inline_printed)) == set(json.loads(printed)) == set(inline_doc)
+    assert [len(line) - len(line.lstrip()) for line in inline_printed.splitlines()[:3]] == [
+        len(line) - len(line.lstrip()) for line in printed.splitlines()[:3]]
     assert not [p for p in workdir.rglob("*.tmp")]
 
 

@@ -17,6 +17,7 @@ from snakemake_executor_plugin_quantum.executor.inline import QrunCall, qrun_cal
         ('qrun c.qasm --observables "ZZ,XX" -o o.json --program estimator', ["c.qasm", "--observables", "ZZ,XX", "-o", "o.json", "--program", "estimator"]),
         ("qrun 'a;b.qasm'", ["a;b.qasm"]),
         ("\n        qrun c.qasm -o out.json\n        ", ["c.qasm", "-o", "out.json"]),  # a triple-quoted shell: block
+        ("qrun c.qasm -o o.json\x0c", ["c.qasm", "-o", "o.json\x0c"]),  # not whitespace to bash either: its file name
     ],
 )
 def test_plain_qrun_calls_qualify(command: str, argv: list[str]) -> None:
@@ -26,14 +27,16 @@ def test_plain_qrun_calls_qualify(command: str, argv: list[str]) -> None:
 @pytest.mark.parametrize(
     ("command", "call"),
     [
-        ("qrun c.qasm -o o.json 2> logs/c.log", QrunCall(["c.qasm", "-o", "o.json"], stderr="logs/c.log")),
-        ("qrun c.qasm -o o.json 2>logs/c.log", QrunCall(["c.qasm", "-o", "o.json"], stderr="logs/c.log")),
-        ("qrun c.qasm -o o.json 2>> logs/c.log", QrunCall(["c.qasm", "-o", "o.json"], stderr="logs/c.log", append_stderr=True)),
-        ("qrun c.qasm > o.json", QrunCall(["c.qasm"], stdout="o.json")),
-        ("qrun c.qasm 1> o.json 2> e.log", QrunCall(["c.qasm"], stdout="o.json", stderr="e.log")),
-        ("qrun c.qasm -o o.json > c.log 2>&1", QrunCall(["c.qasm", "-o", "o.json"], stdout="c.log", stderr="c.log")),
-        ("qrun c.qasm -o o.json &> c.log", QrunCall(["c.qasm", "-o", "o.json"], stdout="c.log", stderr="c.log")),
-        ("qrun c.qasm 2 > o.json", QrunCall(["c.qasm", "2"], stdout="o.json")),  # an argument "2", as bash reads it
+        ("qrun c.qasm -o o.json 2> logs/c.log", QrunCall(["c.qasm", "-o", "o.json"], stderr="logs/c.log", opens=(("logs/c.log", False),))),
+        ("qrun c.qasm -o o.json 2>logs/c.log", QrunCall(["c.qasm", "-o", "o.json"], stderr="logs/c.log", opens=(("logs/c.log", False),))),
+        ("qrun c.qasm -o o.json 2>> logs/c.log",
+         QrunCall(["c.qasm", "-o", "o.json"], stderr="logs/c.log", append_stderr=True, opens=(("logs/c.log", True),))),
+        ("qrun c.qasm > o.json", QrunCall(["c.qasm"], stdout="o.json", opens=(("o.json", False),))),
+        ("qrun c.qasm 2> e.log 1> o.json",  # opened in this order, as bash does
+         QrunCall(["c.qasm"], stdout="o.json", stderr="e.log", opens=(("e.log", False), ("o.json", False)))),
+        ("qrun c.qasm -o o.json > c.log 2>&1", QrunCall(["c.qasm", "-o", "o.json"], stdout="c.log", stderr="c.log", opens=(("c.log", False),))),
+        ("qrun c.qasm -o o.json &> c.log", QrunCall(["c.qasm", "-o", "o.json"], stdout="c.log", stderr="c.log", opens=(("c.log", False),))),
+        ("qrun c.qasm 2 > o.json", QrunCall(["c.qasm", "2"], stdout="o.json", opens=(("o.json", False),))),  # an argument "2", as bash reads it
     ],
 )
 def test_a_qrun_call_may_end_with_redirections_of_its_output(command: str, call: QrunCall) -> None:
@@ -59,6 +62,9 @@ def test_a_qrun_call_may_end_with_redirections_of_its_output(command: str, call:
         "qrun c.qasm -o o.json 2> log.txt && touch done",
         "qrun c.qasm -o o.json.2> log.txt",
         "qrun c.qasm < in.json",
+        "\x0bqrun c.qasm -o o.json",  # bash: no command "\x0bqrun"
+        "qrun c.qasm\r-o o.json",  # bash: one word "c.qasm\r-o"
+        "qrun c.qasm -o o.json 2> log.txt\r",  # bash: a file "log.txt\r"
         "qrun c.qasm -o o.json && touch done",
         "qrun c.qasm -o o.json; echo hi",
         "qrun c.qasm | tee o.json",

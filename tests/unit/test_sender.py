@@ -107,7 +107,7 @@ def test_the_runner_falls_back_to_qrun_or_fails_the_job_with_qrun_s_error(capsys
     from snakemake_executor_plugin_quantum import snakemake_compat
 
     fell_back = []
-    call = inline.QrunCall(["c.qasm"])
+    call = inline.qrun_call("qrun c.qasm")
     inline.runner(_Sender((sender.NOT_HERE, "not a vQPU task")), call, {}, lambda *a: fell_back.append(a))("x")
     assert fell_back == [("x",)]
     inline.runner(_Sender((sender.DONE, "")), call, {}, lambda *a: fell_back.append(a))("y")
@@ -126,19 +126,24 @@ def test_the_runner_redirects_as_bash_does(tmp_path: Path, monkeypatch: pytest.M
     Path("old.log").write_text("an earlier run\n")
     Path("kept.log").write_text("kept\n")
     # Success with -o: the log is created, or emptied, before the request, and stays empty.
-    inline.runner(_Sender((sender.DONE, "")), inline.QrunCall(["c.qasm", "-o", "o.json"], stderr="old.log"), {}, None)()
+    inline.runner(_Sender((sender.DONE, "")), inline.qrun_call("qrun c.qasm -o o.json 2> old.log"), {}, None)()
     assert Path("old.log").read_text() == ""
     # Without -o the result goes to the stdout file: the sender is told which.
     fake = _Sender((sender.DONE, ""))
-    inline.runner(fake, inline.QrunCall(["c.qasm"], stdout="o.json"), {}, None)()
+    inline.runner(fake, inline.qrun_call("qrun c.qasm > o.json"), {}, None)()
     assert fake.stdout == ["o.json"] and Path("o.json").exists()
     # A failure: qrun's line in the log (2>> appends), nothing on the terminal.
     with pytest.raises(snakemake_compat.spawned_job_error()):
-        inline.runner(_Sender((sender.FAILED, "pub 0: bad")), inline.QrunCall(["c.qasm"], stderr="kept.log", append_stderr=True), {}, None)()
+        inline.runner(_Sender((sender.FAILED, "pub 0: bad")), inline.qrun_call("qrun c.qasm 2>> kept.log"), {}, None)()
     assert Path("kept.log").read_text() == "kept\nqrun: error: pub 0: bad\n"
     assert capsys.readouterr().err == ""
-    # A file bash could not open: bash runs it and says why.
+    # A file bash could not open: bash runs it, makes the files in its order and says why;
+    # none made here first (bash would not have made "later.json" either).
     fell_back = []
     unsent = _Sender((sender.DONE, ""))
-    inline.runner(unsent, inline.QrunCall(["c.qasm"], stderr="no/such/dir/x.log"), {}, lambda *a: fell_back.append(a))("w")
-    assert fell_back == [("w",)] and unsent.stdout == []
+    inline.runner(unsent, inline.qrun_call("qrun c.qasm 2> no/such/dir/x.log > later.json"), {}, lambda *a: fell_back.append(a))("w")
+    assert fell_back == [("w",)] and unsent.stdout == [] and not Path("later.json").exists()
+    # With qrun's debug output asked for, a process writes it (tracebacks, debug logs).
+    debug = _Sender((sender.DONE, ""))
+    inline.runner(debug, inline.qrun_call("qrun c.qasm 2> d.log"), {"SNAKEMAKE_QUANTUM_DEBUG": "1"}, lambda *a: fell_back.append(a))("d")
+    assert fell_back[-1] == ("d",) and debug.stdout == [] and not Path("d.log").exists()
