@@ -158,9 +158,14 @@ class SidecarManager:
                 return self._attach(car)
             if car.handle is not None:
                 reason = car.handle.exit_reason()
-                if reason is None and read_event(car.event_file) is not None:
-                    return car.event_file
-                log.warning("vQPU '%s' (%s) %s; starting a new one", resource.name, car.handle.describe(), reason or "lost its event file")
+                if reason is None:
+                    event = read_event(car.event_file)
+                    if event is not None and _alive(event):
+                        return car.event_file
+                    # Killed, its threads still exiting: clients already see it gone (a zombie
+                    # leader, sockets closed) before the kernel lets us reap it.
+                    reason = "lost its event file" if event is None else f"is gone (process {event.pid})"
+                log.warning("vQPU '%s' (%s) %s; starting a new one", resource.name, car.handle.describe(), reason)
                 car.handle.stop(5)
                 clear_event(car.event_file)
                 car.handle = None
