@@ -57,8 +57,7 @@ class QrunCall:
     argv: list[str]
     stdout: str | None = None
     stderr: str | None = None
-    append_stderr: bool = False  # 2>>
-    opens: tuple[tuple[str, bool], ...] = ()  # (path, append) in the order bash opens them
+    opens: tuple[tuple[str, bool], ...] = ()  # (path, append: 2>>) in the order bash opens them
 
 
 def qrun_call(command: str | None) -> QrunCall | None:
@@ -72,7 +71,6 @@ def qrun_call(command: str | None) -> QrunCall | None:
     if not argv or argv[0] != "qrun" or _PROCESS_ONLY_FLAGS & set(argv):
         return None
     stdout = stderr = None
-    append = False
     opens: list[tuple[str, bool]] = []
     for op, path in redirects:
         if op == "2>&1":
@@ -86,9 +84,9 @@ def qrun_call(command: str | None) -> QrunCall | None:
         if to_stdout:
             stdout = path
         if to_stderr:
-            stderr, append = path, appends
+            stderr = path
         opens.append((path, appends))
-    return QrunCall(argv[1:], stdout, stderr, append, tuple(opens))
+    return QrunCall(argv[1:], stdout, stderr, tuple(opens))
 
 
 def _split_redirects(command: str) -> tuple[str, list[tuple[str, str]]]:

@@ -30,7 +30,7 @@ def test_plain_qrun_calls_qualify(command: str, argv: list[str]) -> None:
         ("qrun c.qasm -o o.json 2> logs/c.log", QrunCall(["c.qasm", "-o", "o.json"], stderr="logs/c.log", opens=(("logs/c.log", False),))),
         ("qrun c.qasm -o o.json 2>logs/c.log", QrunCall(["c.qasm", "-o", "o.json"], stderr="logs/c.log", opens=(("logs/c.log", False),))),
         ("qrun c.qasm -o o.json 2>> logs/c.log",
-         QrunCall(["c.qasm", "-o", "o.json"], stderr="logs/c.log", append_stderr=True, opens=(("logs/c.log", True),))),
+         QrunCall(["c.qasm", "-o", "o.json"], stderr="logs/c.log", opens=(("logs/c.log", True),))),
         ("qrun c.qasm > o.json", QrunCall(["c.qasm"], stdout="o.json", opens=(("o.json", False),))),
         ("qrun c.qasm 2> e.log 1> o.json",  # opened in this order, as bash does
          QrunCall(["c.qasm"], stdout="o.json", stderr="e.log", opens=(("e.log", False), ("o.json", False)))),
